@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from posebh_hf.skeletons import DEFAULT_SIGMA, Skeleton, SkeletonError, get_skeleton, infer_flip_pairs, list_skeletons
+from posebh_hf.skeletons import (
+    DEFAULT_SIGMA,
+    Skeleton,
+    SkeletonError,
+    get_skeleton,
+    infer_flip_pairs,
+    list_skeletons,
+)
 
 EXPECTED_K = {"coco": 17, "aic": 14, "mpii": 16, "ap10k": 17, "apt36k": 17, "coco_wholebody": 133, "crowdpose": 14,
               "ochuman": 17, "smpl24": 24, "interhand": 21}

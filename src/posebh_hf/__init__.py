@@ -1,9 +1,34 @@
-"""posebh_hf: PoseBH multi-skeleton pose estimation in the Hugging Face ecosystem."""
+"""posebh_hf: PoseBH multi-skeleton pose estimation in the Hugging Face ecosystem.
+
+Importing the package registers `posebh` with transformers' AutoConfig, AutoModel, AutoModelForPoseEstimation and
+AutoImageProcessor.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from transformers import AutoImageProcessor  # noqa: E402
+
+from .configuration_posebh import PoseBHConfig  # noqa: E402
+from .modeling import PoseBHForPoseEstimation, PoseBHOutput, register_auto_classes  # noqa: E402
+from .pipeline import PoseBHPipeline, results_to_json  # noqa: E402
+from .processing_posebh import PoseBHImageProcessor  # noqa: E402
 from .skeletons import Skeleton, SkeletonError, get_skeleton, list_skeletons  # noqa: E402
 
-__all__ = ["Skeleton", "SkeletonError", "__version__", "get_skeleton", "list_skeletons"]
+AutoImageProcessor.register(PoseBHConfig, slow_image_processor_class=PoseBHImageProcessor, exist_ok=True)
+
+__all__ = [
+    "PoseBHConfig",
+    "PoseBHForPoseEstimation",
+    "PoseBHImageProcessor",
+    "PoseBHOutput",
+    "PoseBHPipeline",
+    "Skeleton",
+    "SkeletonError",
+    "__version__",
+    "get_skeleton",
+    "list_skeletons",
+    "register_auto_classes",
+    "results_to_json",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .skeleton import DEFAULT_SIGMA, Skeleton, SkeletonError, infer_flip_pairs
@@ -17,7 +17,7 @@ def list_skeletons() -> list[str]:
     return sorted(p.stem for p in _DATA_DIR.glob("*.json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin(name: str) -> Skeleton:
     return Skeleton.from_json(_DATA_DIR / f"{name}.json")
 

@@ -1,0 +1,85 @@
+"""Which PoseBH model the demo serves, and the banner that says so.
+
+Order: the `--model` argument, then the `POSEBH_MODEL` environment variable, then the default model shipped
+beside this file (`default_model/`). When none of them exists the demo still starts, on a randomly initialised
+tiny model, under a banner saying its keypoints are meaningless: the page must never present random weights as
+if they meant something.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL_DIR = APP_DIR / "default_model"
+MODEL_ENV = "POSEBH_MODEL"
+DETECTOR_ENV = "POSEBH_DETECTOR"
+
+RANDOM_MODEL_BANNER = (
+    "⚠️ **No trained model is loaded: these keypoints are meaningless.** This demo is running a *randomly "
+    "initialised* tiny PoseBH model because no trained default model ships with this checkout yet "
+    f"(`app/default_model/` is missing) and none was given with `--model` or `{MODEL_ENV}`. "
+    "Start it with `posebh demo --model PATH_OR_HUB_ID` to see real predictions."
+)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Where the model comes from. source: a folder or Hub repo id, or None for the random fallback."""
+
+    source: str | None
+    origin: str  # "argument", "environment", "default" or "random"
+
+    @property
+    def is_random(self) -> bool:
+        return self.source is None
+
+    def describe(self) -> str:
+        if self.source is None:
+            return "a randomly initialised tiny model (no trained model available)"
+        where = {"argument": "--model", "environment": MODEL_ENV, "default": "the embedded default"}[self.origin]
+        return f"`{self.source}` (from {where})"
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def choose_model(model: str | None = None, *, env: dict[str, str] | None = None,
+                 default_dir: Path | None = None) -> ModelChoice:
+    """Resolve the model source without loading anything."""
+    env = os.environ if env is None else env
+    default_dir = DEFAULT_MODEL_DIR if default_dir is None else default_dir
+    if model:
+        return ModelChoice(str(model), "argument")
+    if env.get(MODEL_ENV):
+        return ModelChoice(env[MODEL_ENV], "environment")
+    if _is_model_dir(default_dir):
+        return ModelChoice(str(default_dir), "default")
+    return ModelChoice(None, "random")
+
+
+def build_random_tiny_model(out_dir: Path) -> Path:
+    """Save a randomly initialised tiny PoseBH model to `out_dir` (only for the clearly labelled fallback)."""
+    import torch
+
+    from posebh_hf.configuration_posebh import PoseBHConfig
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+
+    torch.manual_seed(0)  # the same meaningless model each start, so screenshots are reproducible
+    model = PoseBHForPoseEstimation(PoseBHConfig.tiny()).eval()
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def load_pipeline(choice: ModelChoice):
+    """Load the PoseBH pipeline for `choice`; the random fallback is written to a temporary folder first."""
+    from posebh_hf.pipeline import PoseBHPipeline
+
+    if choice.source is not None:
+        return PoseBHPipeline.from_pretrained(choice.source)
+    with tempfile.TemporaryDirectory(prefix="posebh_demo_random_") as tmp:
+        return PoseBHPipeline.from_pretrained(str(build_random_tiny_model(Path(tmp))))

@@ -1,0 +1,117 @@
+"""`posebh convert vitpose|official`: checkpoints -> PoseBH folders (layer 5, thin wrappers over `conversion`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..configuration_posebh import BACKBONE_PRESETS, DEFAULT_DATASETS
+from ..conversion import (
+    PARITY_TOLERANCE,
+    ConversionError,
+    convert_official,
+    format_parity,
+    vitpose_parity,
+    vitpose_to_posebh_model,
+)
+from ..conversion.common import check_destination, save_model_atomically
+
+__all__ = ["main", "register"]
+
+
+def _dataset_list(values: Sequence[str] | None) -> list[str] | None:
+    """`--datasets coco aic` or `--datasets coco,aic` -> ["coco", "aic"]."""
+    if values is None:
+        return None
+    names = [name for value in values for name in value.split(",") if name]
+    return names or None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `convert vitpose` and `convert official` to a `posebh` CLI parser."""
+    parser = subparsers.add_parser("convert", help="convert ViTPose / official PoseBH checkpoints to PoseBH folders",
+                                   description="Convert checkpoints into PoseBH save_pretrained folders.")
+    verbs = parser.add_subparsers(dest="convert_source", required=True, metavar="{vitpose,official}")
+
+    vitpose = verbs.add_parser("vitpose", help="a transformers ViTPose / ViTPose++ folder",
+                               description="Convert a transformers ViTPose/ViTPose++ folder (config.json + "
+                               "model.safetensors). Its head becomes the first dataset's head; the other heads, the "
+                               "embedding head and the prototypes are freshly initialised.")
+    vitpose.add_argument("--src", required=True, type=Path, help="transformers ViTPose(++) checkpoint folder")
+    vitpose.add_argument("--dst", required=True, type=Path, help="output PoseBH folder")
+    vitpose.add_argument("--datasets", nargs="+", default=None,
+                         help="dataset names in expert order (default: the six PoseBH datasets for a 6-expert "
+                              "ViTPose++, coco for a plain ViTPose)")
+    vitpose.add_argument("--no-check", dest="check", action="store_false",
+                         help="skip the numeric parity check against transformers' VitPoseForPoseEstimation")
+    _common_options(vitpose)
+    vitpose.set_defaults(func=run_vitpose)
+
+    official = verbs.add_parser("official", help="an official PoseBH / ViTPose++ .pth",
+                                description="Convert an official PoseBH MDT or ViTPose++ .pth (mmpose layout). "
+                                "Loaded with torch.load(weights_only=True).")
+    official.add_argument("--src", required=True, type=Path, help="official .pth checkpoint")
+    official.add_argument("--dst", required=True, type=Path, help="output PoseBH folder")
+    official.add_argument("--variant", choices=sorted(BACKBONE_PRESETS, key=["base", "huge", "tiny"].index),
+                          default="base", help="backbone size: base (ViT-B) or huge (ViT-H); tiny is a test preset")
+    official.add_argument("--datasets", nargs="+", default=None,
+                          help=f"dataset names in head order (default: {' '.join(DEFAULT_DATASETS)}; coco for a "
+                               "single-head checkpoint)")
+    _common_options(official)
+    official.set_defaults(func=run_official)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --dst")
+    parser.add_argument("--seed", type=int, default=0, help="seed for freshly initialised parts (default 0)")
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def run_vitpose(args: argparse.Namespace) -> int:
+    """`convert vitpose`: convert, check parity per dataset_index (unless --no-check), then save."""
+    try:
+        check_destination(args.dst, args.overwrite)
+        model, report = vitpose_to_posebh_model(args.src, _dataset_list(args.datasets), args.seed)
+        if args.check:
+            report.parity = vitpose_parity(args.src, model)
+        save_model_atomically(model, args.dst, args.overwrite)
+    except (ConversionError, ValueError, OSError) as err:
+        return _fail(str(err))
+    report.destination = args.dst
+    print(report.summary())
+    if report.parity is not None:
+        print(f"parity vs transformers VitPoseForPoseEstimation (tolerance {PARITY_TOLERANCE:g}):")
+        print(format_parity(report.parity, model.config.dataset_names))
+        worst = max(report.parity.values())
+        if worst > PARITY_TOLERANCE:
+            return _fail(f"parity check failed: max|diff| {worst:.3e} > {PARITY_TOLERANCE:g}")
+    return 0
+
+
+def run_official(args: argparse.Namespace) -> int:
+    """`convert official`: convert an official .pth and save."""
+    try:
+        report = convert_official(args.src, args.dst, args.variant, _dataset_list(args.datasets),
+                                  overwrite=args.overwrite, seed=args.seed)
+    except (ConversionError, ValueError, OSError) as err:
+        return _fail(str(err))
+    print(report.summary())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m posebh_hf.cli.convert vitpose --src ... --dst ...`)."""
+    parser = argparse.ArgumentParser(prog="posebh")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["convert", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

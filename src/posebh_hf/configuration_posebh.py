@@ -1,0 +1,246 @@
+"""`PoseBHConfig`: everything needed to rebuild a PoseBH model (layer 2).
+
+Symbols: D_s datasets (heads / experts), K_d keypoints of dataset d, K total prototype rows, M prototypes per
+keypoint, D embedding dimension.
+
+The ordered `dataset_names` define `dataset_index` (= expert index = head index = prototype block order), as in
+the official code: 0 coco, 1 aic, 2 mpii, 3 ap10k, 4 apt36k, 5 coco_wholebody. Each skeleton definition travels
+inside the config (`skeletons`), so custom skeletons load with the model. Skeletons that have prototypes but no
+heatmap head (attached prototype packs) are listed in `extra_prototype_skeletons`; their prototype rows follow
+the datasets' rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig, VitPoseBackboneConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .skeletons import Skeleton, SkeletonError, get_skeleton
+
+__all__ = ["BACKBONE_PRESETS", "DEFAULT_DATASETS", "SIMILARITIES", "HEAD_TYPES", "PoseBHConfig"]
+
+DEFAULT_DATASETS: tuple[str, ...] = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
+SIMILARITIES: tuple[str, ...] = ("abs_cosine", "cosine")
+HEAD_TYPES: tuple[str, ...] = ("classic", "simple")
+
+# ViTPose++ backbones (spec §2.2). LayerNorm eps 1e-6 as in the official ViT (transformers' default is 1e-12).
+BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "part_features": 192},
+    "huge": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16, "part_features": 320},
+    # test preset, the same backbone as `PoseBHConfig.tiny()`
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "part_features": 16},
+}
+_BACKBONE_COMMON: dict[str, Any] = {
+    "image_size": [256, 192],
+    "patch_size": [16, 16],
+    "mlp_ratio": 4,
+    "qkv_bias": True,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-6,
+}
+# backbone keyword names accepted by `PoseBHConfig.tiny` (initializer_range stays with PoseBHConfig)
+_BACKBONE_FIELDS = (frozenset(k for k in VitPoseBackboneConfig.__annotations__ if not k.startswith("_"))
+                    - {"initializer_range"}) | {"out_indices", "out_features"}
+
+
+def backbone_config_for(variant: str, num_experts: int, **overrides: Any) -> VitPoseBackboneConfig:
+    """A ViTPose(++) backbone config for `variant` in `BACKBONE_PRESETS` with `num_experts` experts."""
+    if variant not in BACKBONE_PRESETS:
+        raise ValueError(f"unknown backbone variant {variant!r}; expected one of {sorted(BACKBONE_PRESETS)}")
+    kwargs = {**_BACKBONE_COMMON, **BACKBONE_PRESETS[variant], "num_experts": num_experts, **overrides}
+    return VitPoseBackboneConfig(**kwargs)
+
+
+@strict
+class PoseBHConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`PoseBHForPoseEstimation`].
+
+    Args:
+        backbone_config (`dict` or `VitPoseBackboneConfig`, *optional*):
+            The ViTPose(++) backbone. Defaults to ViT-B with `num_experts = len(dataset_names)` (1 when there is a
+            single dataset). `num_experts` must equal `len(dataset_names)`, or be 1 with a single dataset.
+        dataset_names (`list[str]`): ordered dataset/skeleton names; the order defines `dataset_index`.
+        num_keypoints (`list[int]`, *optional*): K_d per dataset; derived from the skeletons when omitted.
+        skeletons (`dict[str, dict]`, *optional*): name -> `Skeleton.to_dict()` for every dataset and extra
+            prototype skeleton. Built-in skeletons are filled in automatically; custom ones must be given.
+        extra_prototype_skeletons (`list[str]`): skeletons with prototype rows but no heatmap head.
+        head_type (`str`): "classic" (2 deconvs + 1x1 conv, PoseBH/ViTPose++) or "simple" (ViTPose simple head).
+        head_channels (`int`): deconvolution channels of the classic heads (256).
+        scale_factor (`int`): upsampling factor of the simple head (4).
+        embedding_deconv_channels (`int`): deconvolution channels of the embedding head (256).
+        embedding_channels (`int`): width of the embedding head's neck and head convs (64).
+        embed_dim (`int`): D, the embedding / prototype dimension (64).
+        num_prototypes (`int`): M, prototypes per keypoint (3).
+        similarity (`str`): "abs_cosine" (released code, |cos|) or "cosine" (paper).
+        num_cluster_prototypes (`int`): C, rows of the cross-dataset cluster bank (0 = no bank).
+        prototype_init_std (`float`): std of the truncated-normal prototype init before L2 normalisation.
+        head_init_std (`float`): std of the normal init of head and embedding convs (0.001).
+        initializer_range (`float`): std for any other layer.
+    """
+
+    model_type = "posebh"
+    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=VitPoseBackboneConfig)}
+
+    backbone_config: dict | PreTrainedConfig | None = None
+    dataset_names: list[str] | tuple[str, ...] = DEFAULT_DATASETS
+    num_keypoints: list[int] | tuple[int, ...] | None = None
+    skeletons: dict[str, dict] | None = None
+    extra_prototype_skeletons: list[str] | tuple[str, ...] = ()
+    head_type: str = "classic"
+    head_channels: int = 256
+    scale_factor: int = 4
+    embedding_deconv_channels: int = 256
+    embedding_channels: int = 64
+    embed_dim: int = 64
+    num_prototypes: int = 3
+    similarity: str = "abs_cosine"
+    num_cluster_prototypes: int = 0
+    prototype_init_std: float = 0.02
+    head_init_std: float = 0.001
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self.dataset_names = [str(n) for n in self.dataset_names]
+        self.extra_prototype_skeletons = [str(n) for n in self.extra_prototype_skeletons]
+        self.backbone_config = self._resolve_backbone(self.backbone_config)
+        super().__post_init__(**kwargs)
+        self._check_choices()
+        self.skeletons = self._resolve_skeletons(self.skeletons)
+        self.num_keypoints = self._resolve_num_keypoints(self.num_keypoints)
+        self._check_experts()
+
+    # ------------------------------------------------------------------------------------------- construction
+    def _resolve_backbone(self, backbone: dict | PreTrainedConfig | None) -> VitPoseBackboneConfig:
+        if backbone is None:
+            n = len(self.dataset_names)
+            return backbone_config_for("base", num_experts=n if n > 1 else 1)
+        if isinstance(backbone, dict):
+            backbone = {k: v for k, v in backbone.items() if k != "model_type"}
+            return VitPoseBackboneConfig(**backbone)
+        if not isinstance(backbone, VitPoseBackboneConfig):
+            raise ValueError(f"PoseBHConfig.backbone_config must be a VitPoseBackboneConfig or its dict, got "
+                             f"{type(backbone).__name__}")
+        return backbone
+
+    def _check_choices(self) -> None:
+        if not self.dataset_names:
+            raise ValueError("PoseBHConfig.dataset_names is empty; give at least one dataset/skeleton name")
+        names = self.dataset_names + self.extra_prototype_skeletons
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"PoseBHConfig: names {duplicates} appear more than once in dataset_names + "
+                             "extra_prototype_skeletons")
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"PoseBHConfig.similarity={self.similarity!r} is unknown; expected one of {SIMILARITIES}")
+        if self.head_type not in HEAD_TYPES:
+            raise ValueError(f"PoseBHConfig.head_type={self.head_type!r} is unknown; expected one of {HEAD_TYPES}")
+        for name in ("head_channels", "scale_factor", "embedding_deconv_channels", "embedding_channels",
+                     "embed_dim", "num_prototypes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PoseBHConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_cluster_prototypes < 0:
+            raise ValueError(f"PoseBHConfig.num_cluster_prototypes must be >= 0, got {self.num_cluster_prototypes}")
+
+    def _resolve_skeletons(self, given: dict[str, dict] | None) -> dict[str, dict]:
+        given = dict(given or {})
+        out: dict[str, dict] = {}
+        for name in self.dataset_names + self.extra_prototype_skeletons:
+            if name in given:
+                try:
+                    out[name] = Skeleton.from_dict(given[name], source=f"config skeletons[{name!r}]",
+                                                   name=name).to_dict()
+                except SkeletonError as err:
+                    raise ValueError(f"PoseBHConfig.skeletons[{name!r}] is invalid: {err}") from None
+                continue
+            try:
+                out[name] = get_skeleton(name).to_dict()
+            except SkeletonError:
+                raise ValueError(f"PoseBHConfig: skeleton {name!r} is not a built-in; pass its definition in "
+                                 f"skeletons={{{name!r}: Skeleton.to_dict()}}") from None
+        unused = sorted(set(given) - set(out))
+        if unused:
+            raise ValueError(f"PoseBHConfig.skeletons has entries {unused} that are neither in dataset_names nor in "
+                             "extra_prototype_skeletons")
+        return out
+
+    def _resolve_num_keypoints(self, given: list[int] | tuple[int, ...] | None) -> list[int]:
+        derived = [len(self.skeletons[n]["keypoints"]) for n in self.dataset_names]
+        if given is None:
+            return derived
+        given = [int(k) for k in given]
+        if len(given) != len(self.dataset_names):
+            raise ValueError(f"PoseBHConfig.num_keypoints has {len(given)} entries for {len(self.dataset_names)} "
+                             f"dataset_names {self.dataset_names}")
+        for name, k, k_skel in zip(self.dataset_names, given, derived, strict=True):
+            if k != k_skel:
+                raise ValueError(f"PoseBHConfig.num_keypoints gives {k} keypoints for {name!r} but its skeleton "
+                                 f"has {k_skel}")
+        return given
+
+    def _check_experts(self) -> None:
+        n_exp, n_data = self.backbone_config.num_experts, len(self.dataset_names)
+        if n_exp == n_data or (n_exp == 1 and n_data == 1):
+            return
+        if n_exp == 1:
+            raise ValueError(f"PoseBHConfig: backbone_config.num_experts=1 (plain ViTPose) supports a single dataset, "
+                             f"got {n_data} dataset_names {self.dataset_names}")
+        raise ValueError(f"PoseBHConfig: backbone_config.num_experts={n_exp} must equal len(dataset_names)={n_data} "
+                         f"({self.dataset_names})")
+
+    # ------------------------------------------------------------------------------------------- presets
+    @classmethod
+    def tiny(cls, **overrides: Any) -> PoseBHConfig:
+        """A 2-layer, 64-wide model for tests (~0.5 M parameters): hidden 64, 2 heads, part_features 16, head and
+        embedding deconvs 32 channels, D = 64, M = 3, input 256x192, the six default datasets.
+
+        Keyword overrides go to the config, or to the backbone when they name a `VitPoseBackboneConfig` field
+        (e.g. `num_hidden_layers=1`, `image_size=[64, 48]`). `num_experts` follows `dataset_names` unless given.
+        """
+        backbone_overrides = {k: overrides.pop(k) for k in list(overrides) if k in _BACKBONE_FIELDS}
+        names = list(overrides.get("dataset_names", DEFAULT_DATASETS))
+        backbone_overrides.setdefault("num_experts", len(names) if len(names) > 1 else 1)
+        backbone = backbone_config_for("tiny", **backbone_overrides)
+        kwargs: dict[str, Any] = {"head_channels": 32, "embedding_deconv_channels": 32, **overrides}
+        return cls(backbone_config=backbone, **kwargs)
+
+    # ------------------------------------------------------------------------------------------- derived facts
+    @property
+    def num_datasets(self) -> int:
+        return len(self.dataset_names)
+
+    @property
+    def prototype_skeleton_names(self) -> list[str]:
+        """Skeletons owning prototype rows, in row order: the datasets, then the extra (head-less) skeletons."""
+        return list(self.dataset_names) + list(self.extra_prototype_skeletons)
+
+    @property
+    def prototype_offsets(self) -> dict[str, tuple[int, int]]:
+        """name -> [start, stop) prototype rows (official offsets 0, 17, 31, 47, 64, 81 for the default six)."""
+        out, start = {}, 0
+        for name in self.prototype_skeleton_names:
+            stop = start + len(self.skeletons[name]["keypoints"])
+            out[name] = (start, stop)
+            start = stop
+        return out
+
+    @property
+    def num_prototype_rows(self) -> int:
+        """K, the total number of prototype rows (214 for the default six datasets)."""
+        return sum(len(self.skeletons[n]["keypoints"]) for n in self.prototype_skeleton_names)
+
+    def dataset_index_of(self, name: str) -> int:
+        """The `dataset_index` (expert / head index) of a dataset name."""
+        try:
+            return self.dataset_names.index(name)
+        except ValueError:
+            raise ValueError(f"unknown dataset {name!r}; this model has heads for {self.dataset_names}") from None
+
+    def get_skeleton(self, name: str) -> Skeleton:
+        """The `Skeleton` stored in this config for a dataset or extra prototype skeleton."""
+        if name not in self.skeletons:
+            raise ValueError(f"unknown skeleton {name!r}; this model knows {self.prototype_skeleton_names}")
+        return Skeleton.from_dict(self.skeletons[name], source="PoseBHConfig.skeletons", name=name)

@@ -1,0 +1,58 @@
+"""The keypoint embedding head ("KptProtoHead" in the official code, spec §2.4).
+
+Backbone map [B, C, h, w] -> raw (un-normalised) embedding map [B, D, 4h, 4w]:
+deconv upsampler (ReLU) -> residual neck (deconv channels -> E, SiLU) -> conv3x3-BN-SiLU -> conv1x1 to D.
+E = `embedding_channels` (64), D = `embed_dim` (64). L2 normalisation happens in the prototype module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .heads import DeconvUpsampler
+
+__all__ = ["EmbeddingHead", "ResidualNeck"]
+
+
+class ResidualNeck(nn.Module):
+    """One basic residual block, in -> out channels, with a 1x1 conv + BN shortcut (official `neck_type='res'`).
+
+    main: conv3x3 (bias) -> BN -> SiLU -> conv3x3 (bias) -> BN; shortcut: conv1x1 (no bias) -> BN;
+    output = SiLU(main + shortcut).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
+        self.batchnorm1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=True)
+        self.batchnorm2 = nn.BatchNorm2d(out_channels)
+        self.shortcut_conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+        self.shortcut_batchnorm = nn.BatchNorm2d(out_channels)
+        self.act = nn.SiLU()
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[B, in, H, W] -> [B, out, H, W]."""
+        main = self.act(self.batchnorm1(self.conv1(hidden)))
+        main = self.batchnorm2(self.conv2(main))
+        shortcut = self.shortcut_batchnorm(self.shortcut_conv(hidden))
+        return self.act(main + shortcut)
+
+
+class EmbeddingHead(DeconvUpsampler):
+    """Deconv upsampler + residual neck + conv3x3-BN-SiLU-conv1x1 projection to D channels."""
+
+    def __init__(self, in_channels: int, deconv_channels: int = 256, channels: int = 64, embed_dim: int = 64) -> None:
+        super().__init__(in_channels, deconv_channels)
+        self.neck = ResidualNeck(deconv_channels, channels)
+        self.proj_conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=True)
+        self.proj_batchnorm = nn.BatchNorm2d(channels)
+        self.proj_act = nn.SiLU()
+        self.out_conv = nn.Conv2d(channels, embed_dim, kernel_size=1, bias=True)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] -> raw embeddings [B, D, 4h, 4w]."""
+        hidden = self.neck(self.upsample(features))
+        hidden = self.proj_act(self.proj_batchnorm(self.proj_conv(hidden)))
+        return self.out_conv(hidden)

@@ -1,0 +1,261 @@
+"""`PoseBHForPoseEstimation`: ViTPose++ backbone -> one heatmap head per dataset, plus the keypoint embedding head
+and the prototype bank (spec §2). The forward pass is pure: no loss, no decoding, no flip averaging.
+
+Symbols: B batch, C backbone width, h x w token grid, K_d keypoints of dataset d, K prototype rows, M prototypes
+per keypoint, D embedding dim, H x W heatmap size (4h x 4w).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from ..configuration_posebh import PoseBHConfig
+from ..skeletons import Skeleton
+from .backbone import backbone_feature_map, build_backbone
+from .embedding import EmbeddingHead
+from .heads import HeatmapHead, SimpleHeatmapHead
+from .outputs import PoseBHOutput
+from .prototypes import KeypointPrototypes, init_unit_prototypes_
+
+__all__ = ["DatasetIndex", "PoseBHForPoseEstimation", "PoseBHPreTrainedModel"]
+
+DatasetIndex = int | str | Sequence[int | str] | torch.Tensor
+
+
+class PoseBHPreTrainedModel(PreTrainedModel):
+    """Weight init and loading rules shared by PoseBH models."""
+
+    config: PoseBHConfig
+    config_class = PoseBHConfig
+    base_model_prefix = "posebh"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["VitPoseBackboneEmbeddings", "VitPoseBackboneLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    # ViTPose(++) checkpoints carry no prototypes: they are initialised by `_init_weights`, not reported missing.
+    _keys_to_ignore_on_load_missing = [r"keypoint_prototypes\.prototypes", r"keypoint_prototypes\.cluster_prototypes"]
+    _keys_to_ignore_on_load_unexpected = [r"^backbone\.cls_token$"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Official head init (convs N(0, 0.001^2), bias 0; BN 1/0) and unit-norm truncated-normal prototypes.
+
+        Only `transformers.initialization` helpers are used, so tensors loaded from a checkpoint are kept. The
+        backbone (a nested `PreTrainedModel`) is initialised by its own `_init_weights`.
+        """
+        if isinstance(module, KeypointPrototypes):
+            init_unit_prototypes_(module.prototypes, self.config.prototype_init_std)
+            if module.cluster_prototypes is not None:
+                init_unit_prototypes_(module.cluster_prototypes, self.config.prototype_init_std)
+        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            init.normal_(module.weight, mean=0.0, std=self.config.head_init_std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
+
+
+class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
+    """PoseBH multi-dataset pose model.
+
+    Attributes (state-dict prefixes): `backbone` (transformers `VitPoseBackbone`), `heads` (ModuleList, one head
+    per `config.dataset_names` entry, index = `dataset_index`), `embedding_head`, `keypoint_prototypes`
+    (buffers `prototypes` [K, M, D] and optionally `cluster_prototypes` [C, M, D]).
+
+    Example:
+        >>> model = PoseBHForPoseEstimation(PoseBHConfig.tiny())
+        >>> out = model(torch.randn(2, 3, 256, 192), dataset_index=[0, 3], output_prototype_heatmaps=True)
+        >>> out.heatmaps["ap10k"].shape, out.prototype_heatmaps["coco"].shape
+        (torch.Size([2, 17, 64, 48]), torch.Size([2, 17, 64, 48]))
+    """
+
+    def __init__(self, config: PoseBHConfig) -> None:
+        super().__init__(config)
+        self.backbone = build_backbone(config.backbone_config)
+        self.heads = nn.ModuleList([self._make_head(k) for k in config.num_keypoints])
+        self.embedding_head = EmbeddingHead(config.backbone_config.hidden_size, config.embedding_deconv_channels,
+                                            config.embedding_channels, config.embed_dim)
+        self.keypoint_prototypes = KeypointPrototypes(config.num_prototype_rows, config.num_prototypes,
+                                                      config.embed_dim, config.num_cluster_prototypes,
+                                                      config.similarity)
+        self._skeleton_cache: dict[str, Skeleton] = {}
+        self.post_init()
+
+    def _make_head(self, num_keypoints: int) -> nn.Module:
+        width = self.config.backbone_config.hidden_size
+        if self.config.head_type == "simple":
+            return SimpleHeatmapHead(width, num_keypoints, self.config.scale_factor)
+        return HeatmapHead(width, num_keypoints, self.config.head_channels)
+
+    # ------------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        dataset_index: DatasetIndex | None = None,
+        heads: str | Iterable[str | int] | None = None,
+        output_embeddings: bool = False,
+        output_prototype_heatmaps: bool = False,
+        prototype_skeletons: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> PoseBHOutput:
+        """Heatmaps for the requested heads (+ embeddings / prototype heatmaps on request).
+
+        Args:
+            pixel_values: normalised crops [B, 3, 256, 192] (the backbone's `image_size`).
+            dataset_index: expert routing per sample: an int or name (whole batch), a list of B ints/names, or a
+                LongTensor [B]. Optional only for single-dataset models.
+            heads: names (or indices) of the heads to run, or "all"; default: the datasets present in
+                `dataset_index`, in dataset order. Each head runs on the whole batch.
+            output_embeddings: also return the raw embedding map [B, D, H, W].
+            output_prototype_heatmaps: also return prototype heatmaps {name: [B, K_d, H, W]} (fp32).
+            prototype_skeletons: skeletons for `prototype_heatmaps` (datasets or attached extra skeletons);
+                default: the requested heads.
+            **kwargs: `output_hidden_states` / `output_attentions` for the backbone.
+
+        Returns:
+            `PoseBHOutput` with `heatmaps` {name: [B, K_d, H, W]} (raw, no activation).
+        """
+        index = self.dataset_index_tensor(dataset_index, pixel_values.shape[0], pixel_values.device)
+        head_names = self._resolve_heads(heads, index)
+        features, backbone_out = backbone_feature_map(self.backbone, pixel_values, index, **kwargs)  # [B, C, h, w]
+        heatmaps = {name: self.heads[self.config.dataset_names.index(name)](features) for name in head_names}
+        embeddings = prototype_maps = None
+        if output_embeddings or output_prototype_heatmaps:
+            embeddings = self.embedding_head(features)  # [B, D, H, W]
+        if output_prototype_heatmaps:
+            names = head_names if prototype_skeletons is None else self._check_prototype_names(prototype_skeletons)
+            prototype_maps = {name: self.prototype_heatmaps(embeddings, name) for name in names}
+        return PoseBHOutput(
+            heatmaps=heatmaps,
+            embeddings=embeddings if output_embeddings else None,
+            prototype_heatmaps=prototype_maps,
+            hidden_states=backbone_out.hidden_states,
+            attentions=backbone_out.attentions,
+        )
+
+    def backbone_features(self, pixel_values: torch.Tensor, dataset_index: DatasetIndex | None = None
+                          ) -> torch.Tensor:
+        """The backbone feature map [B, C, h, w] (after the final LayerNorm) that every head reads."""
+        index = self.dataset_index_tensor(dataset_index, pixel_values.shape[0], pixel_values.device)
+        return backbone_feature_map(self.backbone, pixel_values, index)[0]
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def prototype_heatmaps(self, embeddings: torch.Tensor, dataset_name: str) -> torch.Tensor:
+        """Prototype heatmaps [B, K_d, H, W] (fp32, clamped to [1e-4, 1 - 1e-4]) of one skeleton's rows, from a
+        raw embedding map [B, D, H, W]. Works for datasets and attached extra prototype skeletons."""
+        return self.keypoint_prototypes.heatmaps(embeddings, self.prototype_rows(dataset_name))
+
+    def prototype_rows(self, name: str) -> slice:
+        """The block of prototype rows owned by skeleton `name`."""
+        offsets = self.config.prototype_offsets
+        if name not in offsets:
+            raise ValueError(f"no prototypes for {name!r}; this model has prototypes for {list(offsets)}")
+        return slice(*offsets[name])
+
+    def skeleton(self, name: str) -> Skeleton:
+        """The `Skeleton` (names, flip pairs, sigmas, edges, ...) stored in the config for `name`."""
+        if name not in self._skeleton_cache:
+            self._skeleton_cache[name] = self.config.get_skeleton(name)
+        return self._skeleton_cache[name]
+
+    def dataset_index_tensor(self, dataset_index: DatasetIndex | None, batch_size: int,
+                             device: torch.device | str | None = None) -> torch.Tensor:
+        """Normalise `dataset_index` (int, name, list of ints/names, or tensor) to a LongTensor [B]."""
+        n = self.config.num_datasets
+        if dataset_index is None:
+            if n != 1:
+                raise ValueError(f"dataset_index is required: this model has {n} datasets {self.config.dataset_names}")
+            dataset_index = 0
+        if isinstance(dataset_index, str):
+            dataset_index = self.config.dataset_index_of(dataset_index)
+        if isinstance(dataset_index, torch.Tensor):
+            index = dataset_index.to(device=device, dtype=torch.long)
+            if dataset_index.is_floating_point() or dataset_index.is_complex():
+                raise ValueError(f"dataset_index must hold integers, got dtype {dataset_index.dtype}")
+        elif isinstance(dataset_index, Sequence):
+            values = [self.config.dataset_index_of(v) if isinstance(v, str) else int(v) for v in dataset_index]
+            index = torch.tensor(values, dtype=torch.long, device=device)
+        elif isinstance(dataset_index, (int, np.integer)):
+            index = torch.tensor(int(dataset_index), dtype=torch.long, device=device)
+        else:  # numpy arrays and other array-likes
+            index = torch.as_tensor(np.asarray(dataset_index), device=device)
+            if index.is_floating_point() or index.is_complex():
+                raise ValueError(f"dataset_index must hold integers, got dtype {index.dtype}")
+            index = index.long()
+        if index.ndim == 0:
+            index = index.expand(batch_size)
+        if index.shape != (batch_size,):
+            raise ValueError(f"dataset_index must be an int or have shape ({batch_size},) for a batch of "
+                             f"{batch_size}, got shape {tuple(index.shape)}")
+        if not _is_tracing() and batch_size > 0 and (int(index.min()) < 0 or int(index.max()) >= n):
+            raise ValueError(f"dataset_index values must lie in [0, {n}) ({self.config.dataset_names}), got "
+                             f"{sorted(set(index.tolist()))}")
+        return index
+
+    def _resolve_heads(self, heads: str | Iterable[str | int] | None, index: torch.Tensor) -> list[str]:
+        names = self.config.dataset_names
+        if heads is None:
+            present = set(index.unique().tolist())
+            return [name for i, name in enumerate(names) if i in present]
+        if isinstance(heads, str):
+            heads = names if heads == "all" else [heads]
+        wanted = set()
+        for head in heads:
+            if isinstance(head, str):
+                if head not in names:
+                    raise ValueError(f"unknown head {head!r}; this model has heads for {names}")
+                wanted.add(head)
+            elif not 0 <= int(head) < len(names):
+                raise ValueError(f"head index {head} is out of range for {len(names)} heads {names}")
+            else:
+                wanted.add(names[int(head)])
+        return [name for name in names if name in wanted]
+
+    def _check_prototype_names(self, requested: Iterable[str]) -> list[str]:
+        requested = [requested] if isinstance(requested, str) else list(requested)
+        known = self.config.prototype_skeleton_names
+        for name in requested:
+            if name not in known:
+                raise ValueError(f"no prototypes for {name!r}; this model has prototypes for {known}")
+        return requested
+
+    # ------------------------------------------------------------------------------------------- prototype packs
+    @torch.no_grad()
+    def add_prototype_skeleton(self, skeleton: Skeleton, prototypes: torch.Tensor | None = None) -> slice:
+        """Attach a head-less skeleton with its prototype block [K_s, M, D] (fresh unit-norm init when None).
+
+        The rows are appended after the existing ones and the skeleton is recorded in
+        `config.extra_prototype_skeletons` / `config.skeletons`, so `save_pretrained` / `from_pretrained` round-trip
+        it. Returns the new rows' slice.
+        """
+        name = skeleton.name
+        if name in self.config.prototype_skeleton_names:
+            raise ValueError(f"skeleton {name!r} already has prototypes in this model; use set_skeleton_prototypes")
+        shape = (skeleton.num_keypoints, self.config.num_prototypes, self.config.embed_dim)
+        if prototypes is None:
+            prototypes = init_unit_prototypes_(torch.empty(shape), self.config.prototype_init_std)
+        if tuple(prototypes.shape) != shape:
+            raise ValueError(f"prototypes for {name!r} must have shape {shape} (K, M, D), got "
+                             f"{tuple(prototypes.shape)}")
+        rows = self.keypoint_prototypes.append_rows(prototypes)
+        self.config.skeletons = {**self.config.skeletons, name: skeleton.to_dict()}
+        self.config.extra_prototype_skeletons = [*self.config.extra_prototype_skeletons, name]
+        return rows
+
+    @torch.no_grad()
+    def set_skeleton_prototypes(self, name: str, prototypes: torch.Tensor) -> None:
+        """Overwrite the prototype block [K_s, M, D] of an existing skeleton (stored L2-normalised)."""
+        self.keypoint_prototypes.set_rows(self.prototype_rows(name), prototypes)
+
+
+def _is_tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()

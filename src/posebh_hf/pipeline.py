@@ -1,0 +1,155 @@
+"""`PoseBHPipeline` (layer 4): image (+ boxes, or the whole image) -> keypoints for the chosen skeletons.
+
+The flip test lives here: the crop is mirrored, run through the model, the heatmaps are flipped back with the
+skeleton's flip pairs by the codec, and averaged with the unflipped ones (with the 1-px shift for skeletons decoded
+the "default" way, spec 6.2). Skeletons routed through different experts need separate forward passes; skeletons
+sharing an expert and a crop mode share one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .codecs import flip_back_heatmaps_torch
+from .processing_posebh import PoseBHImageProcessor, to_rgb_array, validate_boxes
+from .skeletons import Skeleton
+
+# Images above this many pixels are refused before decoding (decompression bombs; PIL warns above ~89 MP).
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read an image file as RGB uint8 [H, W, 3]; unreadable, non-image and oversized files get a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ValueError(f"image {path} is {width}x{height} = {width * height} pixels, above the limit of "
+                                 f"{max_pixels} (possible decompression bomb)")
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"image {path} refused as a decompression bomb: {err}") from None
+    except (Image.UnidentifiedImageError, OSError, SyntaxError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
+
+
+class PoseBHPipeline:
+    """Top-down inference for every skeleton a PoseBH model serves (heatmap heads and attached prototype packs)."""
+
+    def __init__(self, model: Any, image_processor: PoseBHImageProcessor | None = None,
+                 device: str | torch.device | None = None, batch_size: int = 32) -> None:
+        self.model = model.eval()
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model.to(self.device)
+        config = model.config
+        decoding = dict(getattr(config, "decoding", None) or {})
+        self.image_processor = image_processor or PoseBHImageProcessor(decoding=decoding)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | Path, revision: str | None = None, **kwargs: Any) -> PoseBHPipeline:
+        from .modeling import PoseBHForPoseEstimation  # noqa: PLC0415 - heavy import only when loading
+
+        model = PoseBHForPoseEstimation.from_pretrained(str(path_or_repo), revision=revision)
+        try:
+            processor = PoseBHImageProcessor.from_pretrained(str(path_or_repo), revision=revision)
+        except (OSError, ValueError):
+            processor = None
+        return cls(model, processor, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------ skeletons
+    @property
+    def skeleton_names(self) -> list[str]:
+        """Every skeleton the model serves: its heatmap heads, then attached prototype-only skeletons."""
+        config = self.model.config
+        extra = list(getattr(config, "extra_prototype_skeletons", None) or [])
+        return list(config.dataset_names) + [n for n in extra if n not in config.dataset_names]
+
+    def skeleton(self, name: str) -> Skeleton:
+        return self.model.config.get_skeleton(name)
+
+    def routing_index(self, name: str) -> int:
+        """The expert (dataset_index) a skeleton is routed through."""
+        return int(self.model.config.dataset_index_of(name))
+
+    # ------------------------------------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def _heatmaps(self, pixel_values: torch.Tensor, names: list[str], dataset_index: int,
+                  flip: bool) -> dict[str, torch.Tensor]:
+        """Average of plain and flipped-back heatmaps for the given skeletons: {name: [N, K, h, w]} (fp32, CPU)."""
+        out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        for start in range(0, pixel_values.shape[0], self.batch_size):
+            batch = pixel_values[start:start + self.batch_size].to(self.device)
+            index = torch.full((batch.shape[0],), dataset_index, dtype=torch.long, device=self.device)
+            plain = self.model(batch, dataset_index=index, heads=names).heatmaps
+            flipped = self.model(batch.flip(-1), dataset_index=index, heads=names).heatmaps if flip else None
+            for name in names:
+                heat = plain[name].float()
+                if flipped is not None:
+                    shift = self.image_processor.decoding_for(name) == "default"
+                    back = flip_back_heatmaps_torch(flipped[name].float(), self.skeleton(name).flip_indices, shift)
+                    heat = (heat + back) * 0.5
+                out[name].append(heat.cpu())
+        return {n: torch.cat(v) for n, v in out.items()}
+
+    def __call__(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]] | None = None,
+                 skeletons: Sequence[str] | None = None, flip: bool = True) -> list[dict[str, dict[str, np.ndarray]]]:
+        """Keypoints per box (the whole image when `boxes` is None) and skeleton.
+
+        Returns a list, one item per box, of `{skeleton_name: {"keypoints": [K, 2] image px, "scores": [K]}}`.
+        """
+        array = to_rgb_array(image)
+        height, width = array.shape[:2]
+        box_array = (np.array([[0.0, 0.0, width, height]], np.float32) if boxes is None
+                     else validate_boxes(boxes, width, height))
+        names = list(skeletons) if skeletons else list(self.model.config.dataset_names)
+        unknown = [n for n in names if n not in self.skeleton_names]
+        if unknown:
+            raise ValueError(f"unknown skeleton(s) {unknown}; this model serves {self.skeleton_names}")
+        results: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in range(len(box_array))]
+        if len(box_array) == 0:
+            return results
+        groups: dict[tuple[str, int], list[str]] = {}
+        for name in names:
+            key = (self.image_processor.decoding_for(name), self.routing_index(name))
+            groups.setdefault(key, []).append(name)
+        crops_by_mode: dict[str, torch.Tensor] = {}
+        for (mode, index), group in groups.items():
+            if mode not in crops_by_mode:
+                crops_by_mode[mode] = self.image_processor([array], [box_array], udp=mode == "udp")["pixel_values"]
+            heatmaps = self._heatmaps(crops_by_mode[mode], group, index, flip)
+            for name in group:
+                keypoints, scores = self.image_processor.keypoints_from_heatmaps(heatmaps[name], box_array, name)
+                for i in range(len(box_array)):
+                    results[i][name] = {"keypoints": keypoints[i], "scores": scores[i]}
+        return results
+
+
+def results_to_json(results: Sequence[dict[str, dict[str, np.ndarray]]], boxes: Sequence[Sequence[float]] | None,
+                    skeletons: Sequence[str], pipe: PoseBHPipeline, image_name: str, width: int,
+                    height: int) -> dict[str, Any]:
+    """The `posebh predict` schema: per image, per instance, per skeleton, named keypoints with x, y, score."""
+    box_list = [[0.0, 0.0, float(width), float(height)]] if boxes is None else [list(map(float, b)) for b in boxes]
+    instances = []
+    for box, per_skeleton in zip(box_list, results, strict=True):
+        entry: dict[str, Any] = {"bbox": [round(v, 2) for v in box], "skeletons": {}}
+        for name in skeletons:
+            pred = per_skeleton[name]
+            names = pipe.skeleton(name).keypoint_names
+            entry["skeletons"][name] = {"keypoints": [
+                {"name": kp, "x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4)}
+                for kp, (x, y), s in zip(names, pred["keypoints"], pred["scores"], strict=True)]}
+        instances.append(entry)
+    return {"image": image_name, "width": int(width), "height": int(height), "instances": instances}

@@ -1,0 +1,85 @@
+"""PoseBHPipeline: whole-image and boxed inference, flip averaging, skeleton routing, JSON schema."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation, PoseBHPipeline, results_to_json
+from posebh_hf.modeling import PoseBHOutput
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return PoseBHForPoseEstimation(PoseBHConfig.tiny())
+
+
+class MirrorEquivariantModel(nn.Module):
+    """Heatmaps = the input's first channel pooled to 64x48, identical for every keypoint: exactly equivariant to a
+    horizontal flip (the channel swap is a no-op), so flip averaging must not move any keypoint."""
+
+    def __init__(self, config: PoseBHConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.calls: list[tuple[int, tuple[str, ...]]] = []
+
+    def forward(self, pixel_values, dataset_index=None, heads=None):
+        self.calls.append((int(dataset_index[0]), tuple(heads)))
+        pooled = nn.functional.avg_pool2d(pixel_values[:, :1], 4)
+        return PoseBHOutput(heatmaps={n: pooled.expand(-1, self.config.get_skeleton(n).num_keypoints, -1, -1)
+                                      for n in heads})
+
+
+def blob_image() -> np.ndarray:
+    image = np.zeros((200, 160, 3), np.uint8)
+    image[60:70, 40:52] = 255  # one bright blob, off-centre so a wrong flip would move the peak
+    return image
+
+
+def test_flip_averaging_keeps_equivariant_predictions():
+    model = MirrorEquivariantModel(PoseBHConfig.tiny())
+    pipe = PoseBHPipeline(model)
+    plain = pipe(blob_image(), skeletons=["coco"], flip=False)[0]["coco"]
+    flipped = pipe(blob_image(), skeletons=["coco"], flip=True)[0]["coco"]
+    assert np.allclose(plain["keypoints"], flipped["keypoints"], atol=1e-3)
+    assert 40 <= plain["keypoints"][0, 0] <= 52 and 60 <= plain["keypoints"][0, 1] <= 70
+
+
+def test_each_expert_gets_its_own_forward_pass():
+    model = MirrorEquivariantModel(PoseBHConfig.tiny())
+    pipe = PoseBHPipeline(model)
+    pipe(blob_image(), boxes=[[10, 10, 100, 150]], skeletons=["coco", "ap10k", "aic"], flip=False)
+    assert sorted(model.calls) == [(0, ("coco",)), (1, ("aic",)), (3, ("ap10k",))]
+
+
+def test_boxes_and_skeletons_with_a_real_tiny_model(tiny_model):
+    pipe = PoseBHPipeline(tiny_model)
+    boxes = [[10, 20, 60, 120], [50, 30, 80, 90]]
+    results = pipe(blob_image(), boxes=boxes, skeletons=["coco", "coco_wholebody"])
+    assert len(results) == 2
+    assert results[1]["coco_wholebody"]["keypoints"].shape == (133, 2)
+    assert np.isfinite(results[0]["coco"]["keypoints"]).all()
+    doc = results_to_json(results, boxes, ["coco", "coco_wholebody"], pipe, "blob.png", 160, 200)
+    first = doc["instances"][0]["skeletons"]["coco"]["keypoints"][0]
+    assert set(first) == {"name", "x", "y", "score"} and first["name"] == "nose"
+    assert doc["instances"][1]["bbox"] == [50.0, 30.0, 80.0, 90.0]
+
+
+def test_unknown_skeleton_and_bad_box(tiny_model):
+    pipe = PoseBHPipeline(tiny_model)
+    with pytest.raises(ValueError, match="unknown skeleton"):
+        pipe(blob_image(), skeletons=["horse"])
+    with pytest.raises(ValueError, match="outside"):
+        pipe(blob_image(), boxes=[[1000, 0, 10, 10]])
+
+
+def test_from_pretrained_round_trip(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    pipe = PoseBHPipeline.from_pretrained(tmp_path)
+    a = PoseBHPipeline(tiny_model)(blob_image(), skeletons=["mpii"])[0]["mpii"]["keypoints"]
+    b = pipe(blob_image(), skeletons=["mpii"])[0]["mpii"]["keypoints"]
+    assert np.allclose(a, b, atol=1e-4)
