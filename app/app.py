@@ -28,7 +28,7 @@ from demo_detect import BoxFinder, HubDetector  # noqa: E402
 from demo_examples import example_images  # noqa: E402
 from demo_inputs import MAX_FILE_BYTES, InputError, add_corner, load_image, parse_boxes  # noqa: E402
 from demo_model import DETECTOR_ENV, RANDOM_MODEL_BANNER, ModelChoice, choose_model, load_pipeline  # noqa: E402
-from demo_predict import check_skeletons, choose_boxes, run_prediction  # noqa: E402
+from demo_predict import OverlayFiles, check_skeletons, choose_boxes, run_prediction  # noqa: E402
 
 logger = logging.getLogger("posebh.demo")
 
@@ -44,23 +44,27 @@ CSS = """
 """
 
 
-class CheckedImage(gr.Image):
+def checked_image(**kwargs) -> gr.Image:
     """`gr.Image` whose upload check turns unreadable files into a readable message instead of a traceback.
 
-    `is_template` makes Gradio treat it as the stock Image component in the browser and the API.
+    Gradio opens the upload with Pillow before our handler runs; a non-image fails there with a bare exception.
+    The wrapper is set on the instance: subclassing a component makes Gradio write a `.pyi` stub beside this file.
     """
+    image = gr.Image(**kwargs)
+    plain = image.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):  # type: ignore[override]
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return plain(payload)
         except gr.Error:
             raise
         except Exception:
             name = getattr(payload, "orig_name", None) or "the upload"
             raise gr.Error(f"{name!r} is not an image this demo can read (PNG, JPEG, WebP, BMP, ...).",
                            title="Cannot read this file", print_exception=False) from None
+
+    image.preprocess = preprocess
+    return image
 
 
 @dataclass
@@ -70,6 +74,7 @@ class DemoContext:
     pipe: object
     choice: ModelChoice
     finder: BoxFinder
+    files: OverlayFiles
 
 
 def default_skeletons(names: Sequence[str]) -> list[str]:
@@ -106,7 +111,7 @@ def predict(ctx: DemoContext, image_path: str | None, box_mode: str, boxes_text:
     status = f"**Done:** {source}; {result.note}."
     if ctx.choice.is_random:
         status += " ⚠️ Random-weight model: the keypoints are meaningless."
-    return result.overlays, result.payload, status
+    return ctx.files.write(result.overlays, names), result.payload, status
 
 
 def on_click(pending: list[float] | None, boxes_text: str | None, evt: gr.SelectData):
@@ -132,20 +137,21 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
     choice = choose_model(model)
     if pipe is None:
         pipe = load_pipeline(choice)
-    ctx = DemoContext(pipe=pipe, choice=choice, finder=make_finder(detector))
+    ctx = DemoContext(pipe=pipe, choice=choice, finder=make_finder(detector), files=OverlayFiles())
     examples = example_images()
 
-    with gr.Blocks(title="PoseBH demo") as demo:
+    # delete_cache: every 10 min, drop uploads/outputs older than 30 min, so a long-running Space's disk stays bounded.
+    with gr.Blocks(title="PoseBH demo", delete_cache=(600, 1800)) as demo:
         gr.Markdown(RANDOM_MODEL_BANNER, visible=choice.is_random, elem_id="random-model-warning")
         gr.Markdown(header_markdown(ctx))
         pending = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1):
-                image = CheckedImage(type="filepath", label="Image (click two corners to add a box)",
+                image = checked_image(type="filepath", label="Image (click two corners to add a box)",
                                      sources=["upload", "clipboard"], height=420, elem_id="input-image")
                 box_mode = gr.Radio(BOX_CHOICES, value="detect", label="Boxes from")
                 boxes_text = gr.Textbox(lines=3, label="My boxes: x, y, w, h per line (pixels)",
-                                        placeholder="40, 30, 200, 420")
+                                        placeholder="40, 30, 200, 420", elem_id="boxes")
                 skeletons = gr.CheckboxGroup(ctx.pipe.skeleton_names, value=default_skeletons(
                     ctx.pipe.skeleton_names), label="Skeletons (one overlay each)")
                 with gr.Row():
@@ -165,7 +171,7 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
             return predict(ctx, image_path, box_mode, boxes_text, skeletons, flip, threshold)
 
         run.click(predict_endpoint, [image, box_mode, boxes_text, skeletons, flip, threshold],
-                  [gallery, payload, status], api_name="predict")
+                  [gallery, payload, status], api_name="predict", concurrency_limit=CONCURRENCY_LIMIT)
         image.select(on_click, [pending, boxes_text], [pending, boxes_text, status, box_mode],
                      api_visibility="private", queue=False)
         # Boxes belong to one image: a new upload/example clears them.
@@ -190,7 +196,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--detector", default=None, help="transformers object-detection model id (default: "
                         f"${DETECTOR_ENV}; unset means the offline OpenCV HOG people detector)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    # None lets Gradio take $GRADIO_SERVER_PORT or the first free port from 7860 on.
+    parser.add_argument("--port", type=int, default=None)
     return parser.parse_args(argv)
 
 

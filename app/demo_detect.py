@@ -112,8 +112,9 @@ class HubDetector:
             processor = AutoImageProcessor.from_pretrained(model_id)
             model = AutoModelForObjectDetection.from_pretrained(model_id, use_safetensors=True).eval()
         except Exception as err:  # offline, unknown id, no safetensors, missing optional deps: all mean "not usable"
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            return None, f"detector {model_id!r} is not available ({type(err).__name__}: {reason[:200]})"
+            text = str(err).strip()
+            reason = text.splitlines()[0].split(". ")[0][:200] if text else "no details"
+            return None, f"detector {model_id!r} is not available ({type(err).__name__}: {reason})"
         return cls(model_id=model_id, processor=processor, model=model, threshold=threshold), (
             f"detector {model_id!r} loaded")
 
@@ -155,9 +156,10 @@ class BoxFinder:
     def describe(self) -> str:
         if self.hub is not None:
             return self.hub_note
-        hog = "OpenCV HOG people detector" if hog_available() else (
-            f"no HOG in OpenCV {cv2.__version__} (it moved to contrib in OpenCV 5), so the whole image")
-        return f"{self.hub_note}; using {hog}"
+        if hog_available():
+            return f"{self.hub_note}; using the OpenCV HOG people detector"
+        return (f"{self.hub_note}, and OpenCV {cv2.__version__} has no HOG people detector (moved to contrib in "
+                "OpenCV 5), so 'Detect' uses the whole image")
 
     def __call__(self, rgb: np.ndarray) -> tuple[list[list[float]], str]:
         if self.hub is not None:

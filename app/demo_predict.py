@@ -7,10 +7,15 @@ memory at one forward's worth whatever the number of users.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -113,3 +118,43 @@ def run_prediction(pipe, image: LoadedImage, boxes: list[list[float]], skeletons
     note = (f"{len(boxes)} instance(s) x {len(skeletons)} skeleton(s), flip test {'on' if flip else 'off'}, "
             f"model time {seconds:.2f} s")
     return Prediction(overlays=overlays, payload=payload, note=note)
+
+
+class OverlayFiles:
+    """Overlay PNGs for the gallery, written atomically into one private folder per request and pruned by age.
+
+    Why files: Gradio caches returned arrays by content hash with a plain (non-atomic) write, so two requests
+    returning the same picture rewrite a file while it is being downloaded. Files we return are copied into
+    its cache atomically instead.
+    """
+
+    def __init__(self, root: Path | None = None, max_age_s: float = 600.0) -> None:
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="posebh_demo_overlays_"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_age_s = max_age_s
+
+    def prune(self) -> None:
+        """Remove request folders older than `max_age_s` (Gradio has copied them by then)."""
+        cutoff = time.time() - self.max_age_s
+        for folder in self.root.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except FileNotFoundError:
+                pass  # pruned by a concurrent request
+
+    def write(self, overlays: list[tuple[np.ndarray, str]], names: list[str]) -> list[tuple[str, str]]:
+        """Save each overlay as `<name>.png`; returns (path, caption) pairs for `gr.Gallery`."""
+        self.prune()
+        folder = self.root / uuid.uuid4().hex
+        folder.mkdir()
+        out = []
+        for (rgb, caption), name in zip(overlays, names, strict=True):
+            final = folder / f"{name}.png"
+            staging = folder / f".{name}.tmp.png"
+            ok = cv2.imwrite(str(staging), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise OSError(f"could not write the overlay {staging}")
+            os.replace(staging, final)
+            out.append((str(final), caption))
+        return out

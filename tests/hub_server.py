@@ -28,12 +28,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
 
 REPO_TYPES = ("model", "dataset", "space")
 
@@ -387,3 +393,50 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
             return self._send(206, data[start:stop], headers, "application/octet-stream")
         self._send(200, data, headers, "application/octet-stream", head_only=method == "HEAD")
+
+
+# ---------------------------------------------------------------------------------------------- pytest fixtures
+# tests/conftest.py belongs to the lead, so the fixtures live here. A test module opts in with
+#     _fake_hub, _hub_env = hub_fixtures()
+# and then takes `fake_hub` / `hub_env` as test arguments.
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _fake_hub() -> Iterator[FakeHub]:
+    """A fresh in-memory test hub on 127.0.0.1 for one test. Use it with `hub_env`: tests/conftest.py sets
+    HF_HUB_OFFLINE=1, which makes huggingface_hub refuse every request until `hub_env` lifts it."""
+    with FakeHub() as hub:
+        yield hub
+
+
+def _hub_env(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """Point huggingface_hub (this process) and subprocesses (the returned env) at `fake_hub`, online, with an empty
+    cache under tmp_path and a dummy token (so no real credentials are ever read or sent)."""
+    import huggingface_hub.constants as constants
+
+    home = tmp_path / "hf_home"
+    monkeypatch.setattr(constants, "ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    env = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home), "HF_TOKEN": "hf_test_dummy",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRANSFORMERS_OFFLINE": "0"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def hub_fixtures() -> tuple[Any, Any]:
+    """The `fake_hub` and `hub_env` fixtures, to assign to module globals of a test module."""
+    return pytest.fixture(name="fake_hub")(_fake_hub), pytest.fixture(name="hub_env")(_hub_env)
+
+
+def subprocess_env(extra: dict[str, str], *, with_package: bool = True) -> dict[str, str]:
+    """Environment for a child Python: PATH + `extra`, plus src/ on PYTHONPATH when the package should import."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0", **extra}
+    if with_package:
+        env["PYTHONPATH"] = str(SRC)
+    return env
+
+
+PYTHON = sys.executable

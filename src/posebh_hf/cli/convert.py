@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ..conversion import (
 )
 from ..conversion.common import check_destination, save_model_atomically
 
-__all__ = ["main", "register"]
+__all__ = ["register", "run_official", "run_vitpose"]
 
 
 def _dataset_list(values: Sequence[str] | None) -> list[str] | None:
@@ -68,50 +67,30 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for freshly initialised parts (default 0)")
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
 def run_vitpose(args: argparse.Namespace) -> int:
-    """`convert vitpose`: convert, check parity per dataset_index (unless --no-check), then save."""
-    try:
-        check_destination(args.dst, args.overwrite)
-        model, report = vitpose_to_posebh_model(args.src, _dataset_list(args.datasets), args.seed)
-        if args.check:
-            report.parity = vitpose_parity(args.src, model)
-        save_model_atomically(model, args.dst, args.overwrite)
-    except (ConversionError, ValueError, OSError) as err:
-        return _fail(str(err))
-    report.destination = args.dst
-    print(report.summary())
-    if report.parity is not None:
+    """`convert vitpose`: convert, check parity per dataset_index (unless --no-check), then save.
+
+    Errors are `ConversionError` (a ValueError) with a specific message; the `posebh` entry point prints them as
+    one line with a non-zero exit code.
+    """
+    check_destination(args.dst, args.overwrite)
+    model, report = vitpose_to_posebh_model(args.src, _dataset_list(args.datasets), args.seed)
+    if args.check:
+        report.parity = vitpose_parity(args.src, model, batch_size=1, seed=args.seed)
         print(f"parity vs transformers VitPoseForPoseEstimation (tolerance {PARITY_TOLERANCE:g}):")
         print(format_parity(report.parity, model.config.dataset_names))
         worst = max(report.parity.values())
         if worst > PARITY_TOLERANCE:
-            return _fail(f"parity check failed: max|diff| {worst:.3e} > {PARITY_TOLERANCE:g}")
-    return 0
-
-
-def run_official(args: argparse.Namespace) -> int:
-    """`convert official`: convert an official .pth and save."""
-    try:
-        report = convert_official(args.src, args.dst, args.variant, _dataset_list(args.datasets),
-                                  overwrite=args.overwrite, seed=args.seed)
-    except (ConversionError, ValueError, OSError) as err:
-        return _fail(str(err))
+            raise ConversionError(f"parity check failed: max|diff| {worst:.3e} > {PARITY_TOLERANCE:g}; nothing written")
+    save_model_atomically(model, args.dst, args.overwrite)
+    report.destination = args.dst
     print(report.summary())
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m posebh_hf.cli.convert vitpose --src ... --dst ...`)."""
-    parser = argparse.ArgumentParser(prog="posebh")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["convert", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def run_official(args: argparse.Namespace) -> int:
+    """`convert official`: convert an official .pth and save (errors as for `run_vitpose`)."""
+    report = convert_official(args.src, args.dst, args.variant, _dataset_list(args.datasets),
+                              overwrite=args.overwrite, seed=args.seed)
+    print(report.summary())
+    return 0

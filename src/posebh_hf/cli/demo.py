@@ -68,5 +68,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "PekingU/rtdetr_r50vd_coco_o365 (default: $POSEBH_DETECTOR; unset or unreachable "
                              "means OpenCV's offline HOG people detector)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else the first free one from 7860)")
     parser.set_defaults(func=run)

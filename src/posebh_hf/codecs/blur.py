@@ -9,13 +9,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# OpenCV uses these fixed tables instead of the formula for small kernels when sigma <= 0.
-_SMALL_KERNELS = {
-    1: [1.0],
-    3: [0.25, 0.5, 0.25],
-    5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
-    7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
-}
 _MAX_CHANNELS_PER_CALL = 128  # OpenCV filters accept < 512 channels; 128 keeps the blocks cache friendly
 
 
@@ -32,14 +25,12 @@ def opencv_gaussian_sigma(kernel: int) -> float:
 
 
 def opencv_gaussian_kernel(kernel: int) -> np.ndarray:
-    """``[k]`` float64 normalised 1-D kernel equal to ``cv2.getGaussianKernel(k, 0)``."""
-    k = check_kernel_size(kernel)
-    if k in _SMALL_KERNELS:
-        return np.asarray(_SMALL_KERNELS[k], dtype=np.float64)
-    sigma = opencv_gaussian_sigma(k)
-    offsets = np.arange(k, dtype=np.float64) - (k - 1) * 0.5
-    weights = np.exp(-(offsets**2) / (2.0 * sigma**2))
-    return weights / weights.sum()
+    """``[k]`` float64 normalised 1-D kernel, exactly ``cv2.getGaussianKernel(k, 0)``.
+
+    For k >= 11 this is ``exp(-d^2 / 2 sigma^2)`` normalised with :func:`opencv_gaussian_sigma`; OpenCV replaces
+    the formula by fixed binomial-like tables for small kernels (k <= 9 in OpenCV 5), so we ask OpenCV itself.
+    """
+    return cv2.getGaussianKernel(check_kernel_size(kernel), 0, ktype=cv2.CV_64F).ravel()
 
 
 def gaussian_blur_heatmaps(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:

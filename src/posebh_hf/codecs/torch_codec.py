@@ -1,14 +1,16 @@
 """Batched torch encode/decode (CSS pseudo-labels and any on-device use); fp32, no gradient.
 
 Same geometry as the numpy path (:mod:`.encode`, :mod:`.decode`): tests check that both agree to ~1e-4.
-The Gaussian blur is a separable depthwise ``conv2d`` with OpenCV's kernel and reflect-101 padding (torch's
-``"reflect"`` mode), i.e. ``cv2.GaussianBlur(h, (k, k), 0)``.
+The Gaussian blur equals ``cv2.GaussianBlur(h, (k, k), 0)`` (OpenCV's kernel, reflect-101 border), written as
+two matmuls with banded matrices.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,18 +80,40 @@ def encode_heatmaps_torch(
     return gauss_y[..., :, None] * gauss_x[..., None, :], weights.to(torch.float32)
 
 
-def gaussian_blur_torch(heatmaps: torch.Tensor, kernel: int = 11) -> torch.Tensor:
-    """``cv2.GaussianBlur(h, (k, k), 0)`` for every map of ``[B, K, H, W]`` (fp32, reflect-101 border)."""
+@functools.lru_cache(maxsize=32)
+def reflect101_blur_matrix(length: int, kernel: int = 11) -> np.ndarray:
+    """``[length, length]`` matrix ``B`` with ``B @ v`` = 1-D OpenCV Gaussian blur of ``v`` (reflect-101 border).
+
+    Cached; the returned array is read-only.
+    """
     k = check_kernel_size(kernel)
-    b, c, height, width = heatmaps.shape
-    pad = k // 2
-    if pad >= height or pad >= width:
-        raise ValueError(f"heatmaps {height} x {width} are too small for a {k} x {k} reflect-101 blur")
-    weights = torch.as_tensor(opencv_gaussian_kernel(k), dtype=torch.float32, device=heatmaps.device)
-    x = heatmaps.to(torch.float32).reshape(b * c, 1, height, width)
-    x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), weights.view(1, 1, 1, k))
-    x = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="reflect"), weights.view(1, 1, k, 1))
-    return x.reshape(b, c, height, width)
+    radius = k // 2
+    if radius >= length:
+        raise ValueError(f"a {k}-tap reflect-101 blur needs at least {radius + 1} pixels, got {length}")
+    weights = opencv_gaussian_kernel(k)
+    matrix = np.zeros((length, length), dtype=np.float64)
+    for offset, weight in zip(range(-radius, radius + 1), weights, strict=True):
+        src = np.arange(length) + offset
+        src = np.where(src < 0, -src, src)  # reflect-101: -1 -> 1
+        src = np.where(src >= length, 2 * (length - 1) - src, src)  # length -> length - 2
+        np.add.at(matrix, (np.arange(length), src), weight)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def gaussian_blur_torch(heatmaps: torch.Tensor, kernel: int = 11) -> torch.Tensor:
+    """``cv2.GaussianBlur(h, (k, k), 0)`` for every map of ``[B, K, H, W]`` (fp32, reflect-101 border).
+
+    The separable blur with its border rule is a fixed linear map per axis, so it is two small matmuls
+    (``B_H @ X @ B_W^T``); on CPU this is >10x faster than a 1-channel ``conv2d`` over B * K maps. The matmuls run
+    in float64 so that TF32 (``torch.set_float32_matmul_precision("high")`` on GPUs) cannot degrade the DARK
+    derivatives; the result is returned as float32.
+    """
+    height, width = heatmaps.shape[-2:]
+    dev = heatmaps.device
+    blur_h = torch.tensor(reflect101_blur_matrix(height, kernel), dtype=torch.float64, device=dev)
+    blur_w = torch.tensor(reflect101_blur_matrix(width, kernel), dtype=torch.float64, device=dev)
+    return (blur_h @ heatmaps.to(torch.float64) @ blur_w.T).to(torch.float32)
 
 
 def get_max_preds_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +121,9 @@ def get_max_preds_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     if heatmaps.ndim != 4:
         raise ValueError(f"heatmaps must have shape [B, K, H, W], got {tuple(heatmaps.shape)}")
     width = heatmaps.shape[-1]
-    scores, idx = heatmaps.to(torch.float32).flatten(2).max(dim=-1)
+    flat = heatmaps.to(torch.float32).flatten(2)
+    idx = flat.argmax(dim=-1)  # first maximum on ties, like numpy
+    scores = flat.gather(-1, idx[..., None])[..., 0]
     coords = torch.stack([idx % width, torch.div(idx, width, rounding_mode="floor")], dim=-1).to(
         torch.float32
     )

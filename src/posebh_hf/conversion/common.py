@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ..configuration_posebh import PoseBHConfig
 from ..modeling import PoseBHForPoseEstimation
 
 __all__ = [
@@ -21,7 +22,9 @@ __all__ = [
     "ConversionReport",
     "MappedTensor",
     "check_destination",
-    "load_mapped_state_dict",
+    "build_converted_model",
+    "check_mapped_state_dict",
+    "expected_shapes",
     "read_json",
     "read_safetensors_folder",
     "save_model_atomically",
@@ -101,31 +104,48 @@ def read_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_mapped_state_dict(model: PoseBHForPoseEstimation, mapped: Mapping[str, MappedTensor],
-                           fresh_prefixes: Iterable[str], *, hint: str = "") -> list[str]:
-    """Load converted tensors into `model`, checking every key and shape; return the freshly initialised keys.
+def expected_shapes(config: PoseBHConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of every state-dict entry of a PoseBH model for `config`, built on the meta device (no memory, no
+    init), so a wrong checkpoint fails before a large model is allocated."""
+    with torch.device("meta"):
+        model = PoseBHForPoseEstimation(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def check_mapped_state_dict(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, MappedTensor],
+                            fresh_prefixes: Iterable[str], *, hint: str = "") -> list[str]:
+    """Check converted tensors against the model's keys and shapes; return the keys left to fresh init.
 
     Raises `ConversionError` for a target key the model does not have, a shape mismatch (naming the source and
     target keys and both shapes), or a model key without a tensor outside `fresh_prefixes`.
     """
-    expected = model.state_dict()
     unknown = sorted(k for k in mapped if k not in expected)
     if unknown:
         sources = [mapped[k].source for k in unknown[:5]]
         raise ConversionError(f"{len(unknown)} converted keys do not exist in the PoseBH model, e.g. {unknown[:5]} "
                               f"(from {sources}){hint}")
     for key, item in mapped.items():
-        want = tuple(expected[key].shape)
-        if tuple(item.tensor.shape) != want:
+        if tuple(item.tensor.shape) != expected[key]:
             raise ConversionError(f"source key {item.source!r} has shape {list(item.tensor.shape)} but the PoseBH key "
-                                  f"{key!r} expects {list(want)}{hint}")
+                                  f"{key!r} expects {list(expected[key])}{hint}")
     fresh = tuple(fresh_prefixes)
     missing = sorted(k for k in expected if k not in mapped)
     not_allowed = [k for k in missing if not k.startswith(fresh)]
     if not_allowed:
         raise ConversionError(f"the checkpoint lacks {len(not_allowed)} required tensors, e.g. {not_allowed[:5]}{hint}")
-    model.load_state_dict({k: v.tensor for k, v in mapped.items()}, strict=False)
     return missing
+
+
+def build_converted_model(config: PoseBHConfig, mapped: Mapping[str, MappedTensor], fresh_prefixes: Iterable[str],
+                          *, seed: int = 0, hint: str = "") -> tuple[PoseBHForPoseEstimation, list[str]]:
+    """Validate `mapped` against `config`, then build the model (fresh parts seeded with `seed`, without touching
+    the global RNG) and load the tensors. Returns (model in eval mode, freshly initialised keys)."""
+    missing = check_mapped_state_dict(expected_shapes(config), mapped, fresh_prefixes, hint=hint)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PoseBHForPoseEstimation(config)
+    model.load_state_dict({k: v.tensor for k, v in mapped.items()}, strict=False)
+    return model.eval(), missing
 
 
 def check_destination(dst: Path, overwrite: bool) -> None:

@@ -46,8 +46,8 @@ from .common import (
     ConversionError,
     ConversionReport,
     MappedTensor,
+    build_converted_model,
     check_destination,
-    load_mapped_state_dict,
     save_model_atomically,
 )
 
@@ -245,20 +245,17 @@ def official_to_posebh_model(state_dict: Mapping[str, torch.Tensor], variant: st
     (embedding head and prototypes of a ViTPose++ checkpoint) are freshly initialised with `seed`."""
     config = official_config(state_dict, variant, dataset_names, **backbone_overrides)
     mapped, dropped = map_official_state_dict(state_dict)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = PoseBHForPoseEstimation(config)
     has_proto = any(k.startswith("proto_head.") for k in state_dict)
     fresh = [] if has_proto else ["embedding_head.", "keypoint_prototypes."]
     hint = f" (is --variant {variant!r} right?)"
-    initialised = load_mapped_state_dict(model, mapped, fresh, hint=hint)
+    model, initialised = build_converted_model(config, mapped, fresh, seed=seed, hint=hint)
     summary = (f"variant {variant}, {config.backbone_config.num_experts} expert(s), heads {config.dataset_names}, "
                f"prototypes {list(model.keypoint_prototypes.prototypes.shape)}"
                + ("" if has_proto else " (fresh)"))
     report = ConversionReport(destination=Path(), config_summary=summary,
                               mapped={k: v.source for k, v in mapped.items()}, dropped=dropped,
                               initialised=initialised)
-    return model.eval(), report
+    return model, report
 
 
 def convert_official(src: str | Path, dst: str | Path, variant: str = "base",

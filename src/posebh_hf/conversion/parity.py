@@ -20,9 +20,9 @@ def vitpose_parity(src: str | Path, model: PoseBHForPoseEstimation, batch_size: 
                    ) -> dict[int, float]:
     """Max |heatmap difference| per dataset_index between the ViTPose folder `src` and the converted `model`.
 
-    The same random fp32 batch [batch_size, 3, H, W] is routed through every expert e (dataset_index = e for the
-    whole batch; only 0 for a plain ViTPose), and transformers' heatmaps are compared with the converted model's
-    first head (`heatmaps[dataset_names[0]]`, the COCO head).
+    One random fp32 batch holds `batch_size` samples per expert e (dataset_index = e for those samples; only 0 for
+    a plain ViTPose), so both models run once with mixed routing. transformers' heatmaps are compared with the
+    converted model's first head (`heatmaps[dataset_names[0]]`, the COCO head), separately for each e.
     """
     reference = VitPoseForPoseEstimation.from_pretrained(str(src)).eval()
     model = model.eval()
@@ -30,18 +30,16 @@ def vitpose_parity(src: str | Path, model: PoseBHForPoseEstimation, batch_size: 
     backbone = reference.config.backbone_config
     height, width = (backbone.image_size, backbone.image_size) if isinstance(backbone.image_size, int) \
         else backbone.image_size
+    experts = max(1, int(backbone.num_experts))
+    index = torch.arange(experts).repeat_interleave(batch_size)  # [E * batch_size]
     generator = torch.Generator().manual_seed(seed)
-    pixel_values = torch.randn(batch_size, 3, height, width, generator=generator)
-    diffs: dict[int, float] = {}
-    for expert in range(max(1, int(backbone.num_experts))):
-        index = torch.full((batch_size,), expert, dtype=torch.long)
-        expected = reference(pixel_values, dataset_index=index).heatmaps
-        got = model(pixel_values, index, heads=[first]).heatmaps[first]
-        if got.shape != expected.shape:
-            raise ConversionError(f"heatmap shapes differ: transformers {list(expected.shape)}, PoseBH "
-                                  f"{list(got.shape)}")
-        diffs[expert] = (got - expected).abs().max().item()
-    return diffs
+    pixel_values = torch.randn(index.numel(), 3, height, width, generator=generator)
+    expected = reference(pixel_values, dataset_index=index).heatmaps
+    got = model(pixel_values, index, heads=[first]).heatmaps[first]
+    if got.shape != expected.shape:
+        raise ConversionError(f"heatmap shapes differ: transformers {list(expected.shape)}, PoseBH {list(got.shape)}")
+    diff = (got - expected).abs().flatten(1).amax(dim=1)  # [E * batch_size]
+    return {e: diff[index == e].max().item() for e in range(experts)}
 
 
 def format_parity(diffs: dict[int, float], names: list[str] | None = None) -> str:

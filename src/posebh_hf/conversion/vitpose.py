@@ -22,8 +22,8 @@ from .common import (
     ConversionError,
     ConversionReport,
     MappedTensor,
+    build_converted_model,
     check_destination,
-    load_mapped_state_dict,
     read_json,
     read_safetensors_folder,
     save_model_atomically,
@@ -112,17 +112,14 @@ def vitpose_to_posebh_model(src: str | Path, dataset_names: Sequence[str] | None
     """Build the PoseBH model from a ViTPose folder (in memory). Fresh parts use a fixed `seed`."""
     vitpose, state_dict = read_vitpose_folder(src)
     config = posebh_config_from_vitpose(vitpose, dataset_names)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = PoseBHForPoseEstimation(config)
     mapped = map_vitpose_state_dict(state_dict)
     fresh = [f"heads.{i}." for i in range(1, config.num_datasets)] + ["embedding_head.", "keypoint_prototypes."]
-    initialised = load_mapped_state_dict(model, mapped, fresh, hint=f" (source {src})")
+    model, initialised = build_converted_model(config, mapped, fresh, seed=seed, hint=f" (source {src})")
     summary = (f"{config.backbone_config.num_experts} expert(s), {config.head_type} heads for "
                f"{config.dataset_names}")
     report = ConversionReport(destination=Path(), config_summary=summary,
                               mapped={k: v.source for k, v in mapped.items()}, initialised=initialised)
-    return model.eval(), report
+    return model, report
 
 
 def convert_vitpose(src: str | Path, dst: str | Path, dataset_names: Sequence[str] | None = None,

@@ -1,8 +1,9 @@
 """Instance selection and flattening: which (row, object) pairs of a per-image pose dataset are training samples.
 
 The order is row-major (image order, then object order), independent of any seed; samplers shuffle it per epoch.
-A selected instance has at least one labelled keypoint (in ``InstanceSpec.labelled_range``) and, unless its box is
-a ready-made ROI (MPII), a box that survives mmpose's cleaning (clip to the image; area > 0; x2 > x1, y2 > y1).
+A selected instance has at least one labelled keypoint (in ``InstanceSpec.labelled_range``) and, when its ROI comes
+from its person box (``box_source="bbox"``), a box that survives mmpose's cleaning (clip to the image; area > 0;
+x2 > x1, y2 > y1).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def usable_mask(keypoints: np.ndarray, boxes: np.ndarray, area: np.ndarray, widt
     """``[N]`` bool: which instances are training samples (keypoints ``[N, K, 3]``, boxes ``[N, 4]``)."""
     start, stop = spec.labelled_range or (0, keypoints.shape[1])
     labelled = np.any(keypoints[:, start:stop, 2] > 0, axis=1)
-    if spec.box_is_roi:
+    if spec.box_source == "content":
+        return labelled & (width > 1) & (height > 1)
+    if spec.box_source == "roi":
         return labelled & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
     _, valid = clean_boxes(boxes, width, height)
     return labelled & valid & (area > 0)

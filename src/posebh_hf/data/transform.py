@@ -52,6 +52,7 @@ class PoseTrainTransform:
         spec: box handling + augmentation; default :func:`presets.instance_spec_for` of ``preset``.
         preset: corpus name for the default spec (``coco``, ``mpii``, ``aic``...; unknown names get COCO's).
         augment: overrides the preset's augmentation numbers.
+        box_source: overrides the preset's ROI source (``"bbox"``, ``"roi"``, ``"content"``; see InstanceSpec).
         seed: base seed of every random draw.
     """
 
@@ -63,11 +64,12 @@ class PoseTrainTransform:
         spec: InstanceSpec | None = None,
         preset: str | None = None,
         augment: AugmentConfig | None = None,
+        box_source: str | None = None,
         seed: int = 0,
     ) -> None:
         self.skeleton = skeleton
         self.dataset_index = int(dataset_index)
-        self.spec = spec or instance_spec_for(preset or skeleton.name, skeleton, augment)
+        self.spec = spec or instance_spec_for(preset or skeleton.name, skeleton, augment, box_source)
         self.seed = int(seed)
         self.epoch = 0
         self.pipeline = TopDownTrainTransform(self.spec.augment, skeleton.flip_indices, skeleton.upper_body_ids)
@@ -100,12 +102,18 @@ class PoseTrainTransform:
     def center_scale(self, bbox: Any, width: int, height: int, image_id: int, object_index: int
                      ) -> tuple[np.ndarray, np.ndarray]:
         """``(center [2], scale [2])`` of an instance's ROI, with the reference's once-per-annotation jitter."""
-        box = np.asarray(bbox, dtype=np.float32).reshape(4)
         config = self.spec.augment
-        if self.spec.box_is_roi:
-            center = box[:2] + box[2:] * 0.5
-            return center, (box[2:] / PIXEL_STD * config.bbox_padding).astype(np.float32)
-        box = clean_boxes(box[None], np.float32(width), np.float32(height))[0][0]
+        source = self.spec.box_source
+        if source == "roi":
+            box = np.asarray(bbox, dtype=np.float32).reshape(4)
+            return box[:2] + box[2:] * 0.5, (box[2:] / PIXEL_STD * config.bbox_padding).astype(np.float32)
+        if source == "content":
+            size = np.array([width, height], dtype=np.float32)
+            content = size / config.bbox_padding
+            box = np.concatenate([(size - content) * 0.5, content])
+        else:
+            box = clean_boxes(np.asarray(bbox, dtype=np.float32).reshape(1, 4), np.float32(width),
+                              np.float32(height))[0][0]
         center, scale = box_to_center_scale(box, config.aspect_ratio, config.bbox_padding)
         rng = self._rng(_JITTER_STREAM, image_id, object_index, 0)
         center = jitter_center(center, box[2:], rng, config.center_jitter_prob, config.center_jitter_factor)

@@ -55,7 +55,9 @@ def oks_matrix(
             dy = np.maximum(0, y0 - yd) + np.maximum(0, yd - y1)
         e = (dx**2 + dy**2) / variances / (gt_areas[j] + _EPS) / 2
         if visible.any():
-            e = e[:, visible]  # contiguous rows -> same pairwise summation as pycocotools' 1-D sum
+            # Row-contiguous copy (boolean column indexing may return a column-major array): the row sums then
+            # use numpy's pairwise summation like pycocotools' 1-D `np.sum(e[vg > 0])`, bit for bit.
+            e = np.ascontiguousarray(e[:, visible])
         out[:, j] = np.sum(np.exp(-e), axis=1) / e.shape[1]
     return out
 

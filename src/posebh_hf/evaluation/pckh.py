@@ -112,7 +112,7 @@ def _array(value: Any, shape: tuple[int | None, ...], name: str, field: str, fin
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise EvaluationInputError(f"{name}: {field} must be numbers") from None
-    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape, strict=False)):
         want_txt = " x ".join("N" if w is None else str(w) for w in shape)
         raise EvaluationInputError(f"{name}: {field} has shape {list(arr.shape)}, expected {want_txt}")
     if finite and not np.all(np.isfinite(arr)):

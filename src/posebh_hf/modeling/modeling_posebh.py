@@ -256,6 +256,12 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         """Overwrite the prototype block [K_s, M, D] of an existing skeleton (stored L2-normalised)."""
         self.keypoint_prototypes.set_rows(self.prototype_rows(name), prototypes)
 
+    @torch.no_grad()
+    def set_cluster_prototypes(self, bank: torch.Tensor) -> None:
+        """Install or replace the cross-dataset cluster bank [C, M, D] (CPS) and record C in the config."""
+        self.keypoint_prototypes.set_cluster_prototypes(bank)
+        self.config.num_cluster_prototypes = int(bank.shape[0])
+
 
 def _is_tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()

@@ -1,0 +1,228 @@
+"""``posebh data build``: native annotations -> a saved ``datasets.Dataset`` (one row per image), atomically.
+
+Rows are written with ``datasets``' ArrowWriter into a staging folder beside ``out``; only a complete dataset is
+moved into place (``os.replace``), so an error leaves nothing half-written in ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from datasets.arrow_writer import ArrowWriter
+from PIL import Image as PILImage
+from tqdm.auto import tqdm
+
+from ..skeletons import Skeleton
+from .converters import ConvertOptions, Corpus, ImageRecord, MalformedRecordError, read_corpus
+from .features import dataset_description, metadata_from_description, pose_features, skeleton_from_info
+
+__all__ = ["SIDECAR", "BuildSummary", "build_dataset", "load_pose_dataset"]
+
+SIDECAR = "posebh.json"  # metadata copy next to the data (survives parquet exports and Hub uploads)
+
+
+@dataclass
+class BuildSummary:
+    """What a build produced (and skipped)."""
+
+    out: Path
+    format: str
+    skeleton: str
+    num_keypoints: int
+    images: int = 0
+    instances: int = 0
+    instances_with_keypoints: int = 0
+    skipped: int = 0
+    skipped_by_field: dict[str, int] = field(default_factory=dict)
+    first_errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = (f"{self.format} -> {self.out}: {self.images} images, {self.instances} instances, "
+                f"{self.instances_with_keypoints} with keypoints (skeleton {self.skeleton}, K={self.num_keypoints})")
+        if self.skipped:
+            fields = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped_by_field.items()))
+            text += f"; skipped {self.skipped} malformed record(s) ({fields})"
+        return text
+
+
+def _image_path(images_dir: Path, record: ImageRecord, source: str) -> Path:
+    path = images_dir / record.file_name
+    if not path.is_file():
+        raise MalformedRecordError(source, record.record, "file_name", f"image {path} not found on disk")
+    return path
+
+
+def _row(record: ImageRecord, images_dir: Path, corpus: Corpus, link_images: bool) -> dict[str, Any]:
+    path = _image_path(images_dir, record, corpus.source)
+    width, height = record.width, record.height
+    if width is None or height is None:
+        try:
+            with PILImage.open(path) as img:  # reads the header only
+                width, height = img.size
+        except OSError as err:
+            raise MalformedRecordError(corpus.source, record.record, "file_name",
+                                       f"cannot read image {path}: {err}") from None
+    image = ({"path": str(path.resolve()), "bytes": None} if link_images
+             else {"path": record.file_name, "bytes": path.read_bytes()})
+    return {"image": image, "image_id": record.image_id, "width": width, "height": height,
+            "file_name": record.file_name, "skeleton": corpus.skeleton.name, **record.extras,
+            "objects": record.objects}
+
+
+def _rows(corpus: Corpus, images_dir: Path, link_images: bool, skip_bad: bool, summary: BuildSummary,
+          progress: bool) -> Iterator[dict[str, Any]]:
+    bar = tqdm(total=corpus.num_images, desc=f"build {corpus.format}", unit="img", disable=not progress)
+    try:
+        for item in corpus.records:
+            try:
+                if isinstance(item, MalformedRecordError):
+                    raise item
+                row = _row(item, images_dir, corpus, link_images)
+            except MalformedRecordError as err:
+                if not skip_bad:
+                    raise
+                summary.skipped += 1
+                summary.skipped_by_field[err.field] = summary.skipped_by_field.get(err.field, 0) + 1
+                if len(summary.first_errors) < 5:
+                    summary.first_errors.append(str(err))
+                continue
+            bar.update(1)
+            yield row
+    finally:
+        bar.close()
+
+
+def _count(summary: BuildSummary, row: dict[str, Any]) -> None:
+    summary.images += 1
+    summary.instances += len(row["objects"])
+    summary.instances_with_keypoints += sum(1 for o in row["objects"] if o["num_keypoints"] > 0)
+
+
+def _approx_bytes(row: dict[str, Any]) -> int:
+    """Rough arrow size of a row: the embedded image plus the instances (for cutting shards)."""
+    image = row["image"].get("bytes") or b""
+    return len(image) + sum(16 + 4 * np.size(o["keypoints"]) + 64 for o in row["objects"]) + 256
+
+
+def _write(rows: Iterator[dict[str, Any]], folder: Path, summary: BuildSummary, info: datasets.DatasetInfo,
+           split: str | None, max_shard_bytes: int) -> None:
+    """Write rows as ``datasets.save_to_disk``'s layout (arrow shards + ``state.json`` + ``dataset_info.json``).
+
+    Written here rather than with ``save_to_disk``, which always embeds image files: ``--link-images`` must keep
+    paths, and writing once avoids a second full copy of a large corpus.
+    """
+    folder.mkdir()
+    features = info.features
+    shards: list[Path] = []
+    writer: ArrowWriter | None = None
+    shard_bytes = 0
+    try:
+        for row in rows:
+            if writer is None:
+                shards.append(folder / f"shard-{len(shards):05d}.arrow")
+                writer = ArrowWriter(features=features, path=str(shards[-1]), embed_local_files=False)
+                shard_bytes = 0
+            writer.write(features.encode_example(row))
+            _count(summary, row)
+            shard_bytes += _approx_bytes(row)
+            if shard_bytes >= max_shard_bytes:
+                writer.finalize()
+                writer.close()
+                writer = None
+        if writer is None and not shards:  # an empty corpus still gets one (empty) shard
+            shards.append(folder / "shard-00000.arrow")
+            writer = ArrowWriter(features=features, path=str(shards[-1]), embed_local_files=False)
+        if writer is not None:
+            writer.finalize()
+    finally:
+        if writer is not None:
+            writer.close()
+    names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
+    for shard, name in zip(shards, names, strict=True):
+        os.replace(shard, folder / name)
+    state = {"_data_files": [{"filename": n} for n in names], "_fingerprint": uuid.uuid4().hex[:16],
+             "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
+             "_split": split}
+    (folder / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    info.write_to_directory(str(folder))
+
+
+def build_dataset(
+    format_name: str,
+    annotations: str | Path,
+    images: str | Path,
+    out: str | Path,
+    *,
+    split: str | None = None,
+    options: ConvertOptions | None = None,
+    link_images: bool = False,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    max_shard_bytes: int = 500 * 1024 * 1024,
+) -> BuildSummary:
+    """Convert ``annotations`` (format ``format_name``) with images under ``images`` into a dataset at ``out``.
+
+    Images are embedded (their file bytes) unless ``link_images``. Malformed records raise
+    :class:`~posebh_hf.data.converters.MalformedRecordError` (naming file, record and field) unless ``skip_bad``,
+    which skips and counts them. ``out`` must not exist (or ``overwrite``). The output is ``datasets.load_from_disk``
+    compatible, in arrow shards of about ``max_shard_bytes``.
+    """
+    out, images_dir = Path(out), Path(images)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"image folder {images_dir} does not exist")
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"output {out} already exists (pass --overwrite to replace it)")
+    corpus = read_corpus(format_name, annotations, options)
+    skeleton = corpus.skeleton
+    summary = BuildSummary(out=out, format=format_name, skeleton=skeleton.name, num_keypoints=skeleton.num_keypoints)
+    features = pose_features(skeleton.num_keypoints, corpus.image_extras, corpus.object_extras)
+    description = dataset_description(skeleton, format_name, split, source_file=Path(annotations).name)
+    info = datasets.DatasetInfo(description=description, features=features, dataset_name=format_name,
+                                config_name=skeleton.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        rows = _rows(corpus, images_dir, link_images, skip_bad, summary, progress)
+        _write(rows, staging / "dataset", summary, info, split, max_shard_bytes)
+        meta = metadata_from_description(description)
+        meta["summary"] = {"images": summary.images, "instances": summary.instances,
+                           "instances_with_keypoints": summary.instances_with_keypoints, "skipped": summary.skipped}
+        (staging / "dataset" / SIDECAR).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        _move_into_place(staging / "dataset", out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _move_into_place(ready: Path, out: Path) -> None:
+    """Replace ``out`` with ``ready`` (an existing ``out`` is moved aside first, then deleted)."""
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, trash)
+        os.replace(ready, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(ready, out)
+
+
+def load_pose_dataset(path: str | Path) -> tuple[datasets.Dataset, Skeleton]:
+    """A dataset saved by :func:`build_dataset` and its skeleton."""
+    path = Path(path)
+    if not (path / "dataset_info.json").is_file():
+        raise FileNotFoundError(f"{path} is not a dataset saved by `posebh data build` (no dataset_info.json)")
+    dataset = datasets.load_from_disk(str(path))
+    if not isinstance(dataset, datasets.Dataset):
+        raise ValueError(f"{path} holds a DatasetDict; pass one split's folder")
+    return dataset, skeleton_from_info(dataset.info)
+

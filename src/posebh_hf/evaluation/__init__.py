@@ -1,0 +1,51 @@
+"""Evaluation protocols equal to the reference tools (layer 1: pure functions on files and arrays).
+
+``evaluate(protocol, gt, pred)`` scores a prediction file with one of :data:`PROTOCOLS` (COCO-style OKS AP for
+coco / ap10k / apt36k / ochuman / pw3d / aic / crowdpose / coco_wholebody, MPII PCKh, InterHand2.6M PCK/AUC/EPE and a
+generic PCK). ``evaluate_model`` (layer 4, imported lazily so that importing this package never pulls in the model
+or pipeline) runs a model over a dataset split and returns the same metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .api import PROTOCOLS, Protocol, evaluate
+from .coco import evaluate_aic, evaluate_coco, evaluate_coco_wholebody, evaluate_crowdpose
+from .cocoeval import COCO_STAT_NAMES, FastKeypointEval
+from .errors import EvaluationInputError
+from .oks import oks_matrix, oks_nms, rescore_instances
+from .pck import evaluate_pck, evaluate_pck_auc_epe, keypoint_auc, keypoint_epe, keypoint_pck_accuracy
+from .pckh import evaluate_pckh, pckh_metrics
+
+__all__ = [
+    "COCO_STAT_NAMES",
+    "PROTOCOLS",
+    "EvaluationInputError",
+    "FastKeypointEval",
+    "Protocol",
+    "evaluate",
+    "evaluate_aic",
+    "evaluate_coco",
+    "evaluate_coco_wholebody",
+    "evaluate_crowdpose",
+    "evaluate_model",
+    "evaluate_pck",
+    "evaluate_pck_auc_epe",
+    "evaluate_pckh",
+    "keypoint_auc",
+    "keypoint_epe",
+    "keypoint_pck_accuracy",
+    "oks_matrix",
+    "oks_nms",
+    "pckh_metrics",
+    "rescore_instances",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # evaluate_model lives in layer 4 (it drives the pipeline); load it only when asked for.
+    if name == "evaluate_model":
+        return importlib.import_module(f"{__name__}.loop").evaluate_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

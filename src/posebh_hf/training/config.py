@@ -1,0 +1,408 @@
+"""Training configuration: dataclasses mirrored 1:1 by the YAML file (spec §4.9, §5, §8, §10).
+
+`load_train_config(path, overrides)` reads a YAML file, applies dotted ``key=value`` overrides and returns a
+validated `TrainConfig`. Every default is the paper recipe for ViT-B (AdamW 1e-3, wd 0.1, layer decay 0.75,
+warm-up 500 steps from 0.001 x lr, x0.1 at 50 % and 90 % of the epochs, grad clip 1.0, the loss weights of
+§4.9); `configs/posebh_vitb.yaml` spells them out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config_io import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+
+__all__ = [
+    "MODES",
+    "CheckpointConfig",
+    "ConfigError",
+    "DataConfig",
+    "DatasetConfig",
+    "EvalConfig",
+    "LoggingConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "TransferConfig",
+    "load_train_config",
+]
+
+MODES = ("posebh", "multihead", "transfer")
+NEVER = "never"
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train.
+
+    Attributes:
+        init: a converted ViTPose++ / PoseBH folder or Hub id (`from_pretrained`); None = from scratch.
+        revision: Hub revision of `init`.
+        variant: backbone size when built from scratch: "base", "huge" or "tiny" (tests, smoke runs).
+        similarity: "abs_cosine" (released, |cos|) or "cosine" (paper); scratch builds only.
+        num_cluster_prototypes: C, rows of the cross-dataset cluster bank (96; clipped to the number of keypoint
+            rows; 0 = no CPS).
+        config_overrides: extra `PoseBHConfig` / backbone keyword arguments (e.g. ``{num_hidden_layers: 1}``).
+        init_map: target dataset -> source dataset whose expert, head and prototypes initialise it (default: the
+            same name; unknown names fall back to the source's first dataset).
+    """
+
+    init: str | None = None
+    revision: str | None = None
+    variant: str = "base"
+    similarity: str = "abs_cosine"
+    num_cluster_prototypes: int = 96
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    init_map: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("base", "huge", "tiny"):
+            raise ConfigError(f"model.variant must be 'base', 'huge' or 'tiny', got {self.variant!r}")
+        if self.similarity not in ("abs_cosine", "cosine"):
+            raise ConfigError(f"model.similarity must be 'abs_cosine' or 'cosine', got {self.similarity!r}")
+        if self.num_cluster_prototypes < 0:
+            raise ConfigError(f"model.num_cluster_prototypes must be >= 0, got {self.num_cluster_prototypes}")
+
+
+@dataclass
+class DatasetConfig:
+    """One training dataset (one skeleton, one head, one expert).
+
+    Attributes:
+        name: the skeleton / dataset name; its position in `data.datasets` is its `dataset_index`.
+        train: a COCO-style keypoint JSON, a folder saved with `datasets.save_to_disk`, or a Hub dataset id.
+        val: the same for validation (optional; evaluation skips datasets without one).
+        images: image root for JSON inputs (default: the JSON's folder).
+        val_images: image root of the validation JSON (default: `images`, else the JSON's folder).
+        format: converter format for JSON inputs (`posebh data build --format`); "coco-custom" reads the
+            skeleton from the file's keypoint category.
+        skeleton: built-in skeleton name or JSON path overriding the file's (default: from the data).
+        ratio: mixing weight in the training stream; null on every dataset = proportional to the dataset sizes
+            (each instance once per epoch, the paper's setting).
+        split: split name for Hub datasets.
+    """
+
+    name: str = ""
+    train: str = ""
+    val: str | None = None
+    images: str | None = None
+    val_images: str | None = None
+    format: str = "coco-custom"
+    skeleton: str | None = None
+    ratio: float | None = None
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("data.datasets: every dataset needs a non-empty 'name'")
+        if not self.train:
+            raise ConfigError(f"data.datasets[{self.name!r}].train is required (a JSON file, a saved dataset "
+                              "folder or a Hub id)")
+        if self.ratio is not None and not self.ratio > 0:
+            raise ConfigError(f"data.datasets[{self.name!r}].ratio must be > 0, got {self.ratio}")
+
+
+@dataclass
+class DataConfig:
+    """Datasets and loading.
+
+    Attributes:
+        datasets: the training datasets in `dataset_index` order.
+        batch_size: samples per process and step.
+        num_workers: DataLoader workers per process.
+        cache_dir: where JSON inputs are converted to HF datasets (default: ``<output_dir>/data_cache``).
+        augment: keyword overrides of the training transform's config (data helper's schema).
+    """
+
+    datasets: list[DatasetConfig] = field(default_factory=list)
+    batch_size: int = 32
+    num_workers: int = 0
+    cache_dir: str | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        given = [d.ratio is not None for d in self.datasets]
+        if any(given) and not all(given):
+            raise ConfigError("data.datasets: give a ratio for every dataset or for none (proportional mixing)")
+        names = [d.name for d in self.datasets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"data.datasets: names {dupes} appear more than once")
+
+
+@dataclass
+class ScheduleConfig:
+    """Epochs, learning-rate schedule and the stage switches (spec §5.2; Q7, Q10).
+
+    Stage epochs left null are derived from `epochs` with the paper's fractions: heads thaw, prototypes freeze
+    and CPS start at 50 %, backbone thaws and CSS starts at 90 % (the paper's "last 10 epochs"; the released
+    code starts CSS at 50 %: set ``css_start_epoch: 50``). Any stage epoch may be "never".
+
+    Attributes:
+        epochs: total epochs.
+        steps_per_epoch: optimizer steps per epoch (default: one pass over the training instances).
+        warmup_steps: linear warm-up steps from `warmup_ratio` x lr (500, 0.001).
+        lr_decay_epochs: epochs where the lr is multiplied by `lr_decay_factor` (default 50 % and 90 %).
+        heads_thaw_epoch: first epoch the heatmap heads train.
+        backbone_thaw_epoch: first epoch the backbone trains.
+        embedding_freeze_epoch: epoch from which the embedding head is frozen (transfer: 0).
+        prototype_freeze_epoch: epoch from which the prototype bank stops its momentum updates.
+        cps_start_epoch: epoch at which the cluster bank is built and the cluster loss starts.
+        css_start_epoch: epoch at which cross-type self-supervision starts.
+        events: advanced: part -> list of "freeze@E" / "thaw@E" (parts: backbone, heads, embedding,
+            prototypes) replacing the derived events of that part. The state at epoch e is set by the last event
+            with E <= e, so ``backbone: [freeze@0, freeze@50, thaw@90]`` (the released ViT-B hooks) does thaw
+            at 90 (the released code never does, Q10).
+    """
+
+    epochs: int = 100
+    steps_per_epoch: int | None = None
+    warmup_steps: int = 500
+    warmup_ratio: float = 0.001
+    lr_decay_epochs: list[int] | None = None
+    lr_decay_factor: float = 0.1
+    heads_thaw_epoch: int | str | None = None
+    backbone_thaw_epoch: int | str | None = None
+    embedding_freeze_epoch: int | str | None = None
+    prototype_freeze_epoch: int | str | None = None
+    cps_start_epoch: int | str | None = None
+    css_start_epoch: int | str | None = None
+    events: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"schedule.epochs must be >= 1, got {self.epochs}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"schedule.steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
+        if self.warmup_steps < 0 or not 0 < self.warmup_ratio <= 1:
+            raise ConfigError(f"schedule.warmup_steps must be >= 0 and warmup_ratio in (0, 1], got "
+                              f"{self.warmup_steps}, {self.warmup_ratio}")
+        for name in ("heads_thaw_epoch", "backbone_thaw_epoch", "embedding_freeze_epoch", "prototype_freeze_epoch",
+                     "cps_start_epoch", "css_start_epoch"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value != NEVER:
+                raise ConfigError(f"schedule.{name} must be an epoch number, null or 'never', got {value!r}")
+            if isinstance(value, int) and value < 0:
+                raise ConfigError(f"schedule.{name} must be >= 0, got {value}")
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with layer-wise lr decay (spec §5.3).
+
+    Attributes:
+        name: "adamw" (MDT) or "adam" (transfer configs).
+        lr: base learning rate.
+        betas, eps: Adam moments.
+        weight_decay: decoupled weight decay (0 for biases, norms and position embeddings).
+        layer_decay: lr scale rate^(L-1-layer_id) with L = layers + 2 (0.75 ViT-B, 0.8 ViT-H; null = none).
+        grad_clip: max global L2 norm of the gradients (null = no clipping).
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    layer_decay: float | None = 0.75
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name not in ("adamw", "adam"):
+            raise ConfigError(f"optimizer.name must be 'adamw' or 'adam', got {self.name!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2:
+            raise ConfigError(f"optimizer.betas must have 2 values, got {self.betas}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"optimizer.layer_decay must be in (0, 1] or null, got {self.layer_decay}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"optimizer.grad_clip must be > 0 or null, got {self.grad_clip}")
+
+
+@dataclass
+class LossConfig:
+    """Every loss weight of spec §4.9 and the prototype-learning constants of §4.3-4.8, §10.
+
+    Attributes:
+        head: each heatmap head's MSE (1.0).
+        proto: common factor on PPC + PPD (1.25e-5); ppc (0.01) and ppd (0.001) inside it.
+        phm: prototype-heatmap MSE (3.33e-6 MDT, 1.25e-5 transfer).
+        cps: cross-dataset cluster term (1e-2).
+        css: cross-type self-supervision term (1e-3).
+        css_conf_thr, css_match_dist: CSS thresholds (0.25, 2.1 heatmap pixels).
+        momentum: prototype momentum gamma (0.999).
+        sinkhorn_epsilon, sinkhorn_iters, gumbel_tau: online clustering (0.05, 3, 0.5).
+        sample_threshold: foreground threshold of the pixel sampling (0.0 MDT, 0.2 transfer).
+        hard_cluster: momentum update weights 1[correct] instead of the GT confidence (transfer: true).
+        cluster_iters, cluster_beta: soft K-means of the cluster bank (500, 20).
+    """
+
+    head: float = 1.0
+    proto: float = 1.25e-5
+    ppc: float = 0.01
+    ppd: float = 0.001
+    phm: float = 3.33e-6
+    cps: float = 1e-2
+    css: float = 1e-3
+    css_conf_thr: float = 0.25
+    css_match_dist: float = 2.1
+    momentum: float = 0.999
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iters: int = 3
+    gumbel_tau: float = 0.5
+    sample_threshold: float = 0.0
+    hard_cluster: bool = False
+    cluster_iters: int = 500
+    cluster_beta: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in ("head", "proto", "ppc", "ppd", "phm", "cps", "css", "css_conf_thr", "css_match_dist"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"losses.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"losses.momentum must be in [0, 1), got {self.momentum}")
+        if not self.sinkhorn_epsilon > 0 or self.sinkhorn_iters < 1:
+            raise ConfigError("losses.sinkhorn_epsilon must be > 0 and sinkhorn_iters >= 1")
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation on the datasets' `val` files.
+
+    Attributes:
+        every_epochs: evaluate after every N epochs and at the end (null or 0 = only at the end).
+        at_end: evaluate after the last step.
+        batch_size: crops per forward pass.
+        max_samples: cap on instances per dataset (null = all).
+        pck_threshold: PCK threshold as a fraction of the box size max(w, h) (0.2; logged with OKS AP).
+    """
+
+    every_epochs: int | None = 10
+    at_end: bool = True
+    batch_size: int = 32
+    max_samples: int | None = None
+    pck_threshold: float = 0.2
+
+
+@dataclass
+class CheckpointConfig:
+    """`accelerate save_state` checkpoints under ``<output_dir>/checkpoints/step_<N>`` (written atomically).
+
+    Attributes:
+        every_steps: save every N optimizer steps (null or 0 = only at the end).
+        keep: how many of the newest checkpoints to keep (null = all).
+        resume: a checkpoint folder or "latest" (also `--resume` on the command line).
+    """
+
+    every_steps: int | None = 500
+    keep: int | None = 2
+    resume: str | None = None
+
+
+@dataclass
+class LoggingConfig:
+    """Trackers and console output.
+
+    Attributes:
+        trackers: Accelerate tracker names ("tensorboard", "wandb", ...; [] = none).
+        project_name: run name passed to `init_trackers`.
+        every_steps: log the loss terms, lr and prototype statistics every N steps.
+    """
+
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    project_name: str = "posebh"
+    every_steps: int = 10
+
+
+@dataclass
+class TransferConfig:
+    """Transfer to a new skeleton (spec §8): a single-dataset model built from a trained PoseBH model.
+
+    Attributes:
+        source_dataset: the expert (merged into the plain backbone) and head (deconvs) to start from.
+        export_pack: write the learned prototypes as a prototype pack under ``<output_dir>/prototype_pack``.
+        pack_base_model: base-model id recorded in the pack (default: `model.init`).
+    """
+
+    source_dataset: str = "coco"
+    export_pack: bool = True
+    pack_base_model: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    """The whole run.
+
+    Attributes:
+        mode: "posebh" (the method), "multihead" (ablation baseline: heads only, no embedding head, prototypes,
+            CPS or CSS) or "transfer" (spec §8).
+        output_dir: run folder (checkpoints, tracker logs, the final model).
+        seed: same on every process.
+        mixed_precision: "no", "fp16" or "bf16"; null = whatever `accelerate launch` sets.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        max_steps: stop after this many optimizer steps (null = epochs x steps_per_epoch).
+        max_nonfinite_steps: stop after this many consecutive steps with a non-finite loss.
+        find_unused_parameters: DDP flag; needed because stages freeze parts of the model.
+        repo_id: the Hub id written into the final model card (``org/name``; nothing is pushed).
+    """
+
+    mode: str = "posebh"
+    output_dir: str = "outputs/posebh"
+    seed: int = 0
+    mixed_precision: str | None = None
+    gradient_accumulation_steps: int = 1
+    max_steps: int | None = None
+    max_nonfinite_steps: int = 10
+    find_unused_parameters: bool = True
+    repo_id: str = "local/posebh-model"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
+            raise ConfigError(f"mixed_precision must be no, fp16, bf16 or null, got {self.mixed_precision!r}")
+        if self.gradient_accumulation_steps < 1:
+            raise ConfigError(f"gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
+        if self.max_nonfinite_steps < 1:
+            raise ConfigError(f"max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
+        if self.mode == "transfer" and len(self.data.datasets) != 1:
+            raise ConfigError(f"mode 'transfer' trains one new skeleton: data.datasets must have exactly one "
+                              f"entry, got {len(self.data.datasets)}")
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return [d.name for d in self.data.datasets]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (for YAML dumps and tracker hyper-parameters)."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return from_dict(cls, data)
+
+
+def load_train_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read `path` (YAML; None = all defaults), apply dotted overrides (``schedule.epochs=3``), validate."""
+    data = load_yaml(path) if path is not None else {}
+    apply_overrides(data, overrides, schema=TrainConfig)
+    return from_dict(TrainConfig, data)

@@ -1,0 +1,430 @@
+"""The Accelerate training loop (spec §5): stages, optimisation, prototype learning, evaluation, checkpoints.
+
+One optimizer step (spec App. C): forward -> every loss term of the stage -> non-finite check (agreed by all
+processes) -> backward -> clip to `grad_clip` -> (Adam)W step with layer-wise lr -> write the momentum-updated
+prototype bank (fp32, no_grad, averaged over processes). Stage flags, the learning rate and the data position
+are functions of the step, so `--resume` continues exactly where a checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
+from tqdm.auto import tqdm
+
+from ..losses import cluster_keypoint_map
+from ..modeling import PoseBHForPoseEstimation
+from .config import ConfigError, TrainConfig
+from .data import TrainData, build_train_data, load_source
+from .model_init import build_model
+from .param_groups import build_optimizer
+from .prototype_sync import average_across_processes, build_cluster_bank, make_all_reduce, prototype_stats
+from .schedule import LRSchedule, StageFlags, StageSchedule, apply_stage
+from .state import STATE_FILE, TrainingState, find_checkpoint, prune_checkpoints, write_json_atomic
+from .step import LossContext, PrototypeBankView, StepResult, compute_losses
+from .validation import ValidationSet, build_validation_sets, validate
+
+__all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped after too many consecutive steps with a non-finite loss."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run returns (on every process)."""
+
+    output_dir: Path
+    final_model: Path | None
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    pack: Path | None = None
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """Accelerator with TensorBoard (or the configured trackers) under ``<output_dir>/logs``.
+
+    DDP: `find_unused_parameters` because stages freeze parts of the model, and no buffer broadcast (as released:
+    prototypes are synchronised explicitly, BatchNorm statistics stay per process).
+    """
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters, broadcast_buffers=False)
+    project = ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs"))
+    kwargs: dict[str, Any] = {"kwargs_handlers": [ddp], "project_config": project,
+                              "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+                              "log_with": list(cfg.logging.trackers) or None}
+    if cfg.mixed_precision is not None:
+        kwargs["mixed_precision"] = cfg.mixed_precision
+    return Accelerator(**kwargs)
+
+
+class Trainer:
+    """Builds everything from a `TrainConfig` and runs the loop (`train()`); see the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None) -> None:
+        self.cfg = cfg
+        self.acc = accelerator or make_accelerator(cfg)
+        self.output_dir = Path(cfg.output_dir)
+        self.world = self.acc.num_processes
+        set_seed(cfg.seed)  # same seed on every process: identical init, as released
+        self.cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else self.output_dir / "data_cache"
+        self.data, self.val_sets = self._build_data()
+        model, self.init_description = build_model(cfg, self.data.skeletons)
+        self.num_layers = model.config.backbone_config.num_hidden_layers
+        optimizer = build_optimizer(model, cfg.optimizer, self.num_layers)
+        self.schedule = StageSchedule.from_config(cfg.schedule, cfg.mode)
+        self.lr = LRSchedule.from_config(cfg.schedule, self.data.steps_per_epoch)
+        # every parameter requires grad here, so DDP registers all of them; stages are applied after prepare
+        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        self.unwrapped: PoseBHForPoseEstimation = self.acc.unwrap_model(self.model)
+        self.bank = PrototypeBankView(self.unwrapped.keypoint_prototypes) if cfg.mode != "multihead" else None
+        self.ctx = LossContext(list(self.unwrapped.config.num_keypoints), cfg.losses,
+                               self.unwrapped.config.similarity, use_prototypes=cfg.mode != "multihead",
+                               all_reduce=make_all_reduce(self.world))
+        self.state = TrainingState(steps_per_epoch=self.data.steps_per_epoch, world_size=self.world)
+        self.flags: StageFlags | None = None
+        self.total_steps = cfg.max_steps or cfg.schedule.epochs * self.data.steps_per_epoch
+        self.history: list[dict[str, float]] = []
+        self.evaluations: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------------------------------- setup
+    def _build_data(self) -> tuple[TrainData, list[ValidationSet]]:
+        cfg = self.cfg
+        with self.acc.main_process_first():  # the main process converts JSON sources; the others reuse them
+            train_sources = [load_source(spec, "train", self.cache_dir) for spec in cfg.data.datasets]
+            val_sources = [load_source(spec, "val", self.cache_dir) if spec.val else None
+                           for spec in cfg.data.datasets]
+        data = build_train_data(cfg.data, self.cache_dir, seed=cfg.seed, rank=self.acc.process_index,
+                                world_size=self.world, steps_per_epoch=cfg.schedule.steps_per_epoch,
+                                sources=train_sources)
+        vals = build_validation_sets(cfg.data.datasets, val_sources, cfg.data.augment, cfg.eval)
+        return data, vals
+
+    @property
+    def is_main(self) -> bool:
+        return self.acc.is_main_process
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.data.steps_per_epoch
+
+    # ------------------------------------------------------------------------------------------- stages
+    def _enter_epoch(self, epoch: int) -> None:
+        flags = self.schedule.flags(epoch)
+        if flags != self.flags:
+            counts = apply_stage(self.unwrapped, flags)
+            if self.cfg.mode == "transfer":
+                # a frozen embedding head also keeps its BatchNorm statistics, so the exported prototype pack
+                # stays compatible with the base model's embedding head (its fingerprint is unchanged)
+                self.unwrapped.embedding_head.train(flags.train_embedding)
+            if self.flags is None or flags.stage != self.flags.stage or flags.css != self.flags.css:
+                self._print(f"epoch {epoch}: stage {flags.stage} (trainable parameters {counts}, "
+                            f"prototypes {'updated' if flags.update_prototypes else 'frozen'}, "
+                            f"cps {'on' if flags.cps else 'off'}, css {'on' if flags.css else 'off'})")
+            self.flags = flags
+            self.state.stage = flags.as_dict()
+        if flags.cps and not self.state.cluster_built and self.bank is not None:
+            self._build_clusters()
+        if self.state.cluster_built and self.ctx.keypoint_map is None:
+            closest = torch.tensor(self.state.closest_keypoint, dtype=torch.long, device=self.acc.device)
+            self.ctx.keypoint_map = cluster_keypoint_map(closest, self.ctx.num_keypoints)
+
+    def _build_clusters(self) -> None:
+        assert self.bank is not None
+        c = self.cfg.losses
+        num = self.unwrapped.config.num_cluster_prototypes
+        if num <= 0:
+            self._print("cluster stage reached but model.num_cluster_prototypes is 0: no cluster loss")
+            self.state.cluster_built, self.state.closest_keypoint = False, []
+            self.schedule.cps_start = None
+            return
+        t0 = time.perf_counter()
+        bank, closest = build_cluster_bank(self.bank.prototypes[:self.ctx.num_rows], num, iters=c.cluster_iters,
+                                           beta=c.cluster_beta, world_size=self.world, is_main=self.is_main)
+        self.bank.write_clusters(bank)
+        self.state.cluster_built = True
+        self.state.closest_keypoint = [int(v) for v in closest.tolist()]
+        self._print(f"built {num} cluster prototypes in {time.perf_counter() - t0:.1f}s")
+
+    # ------------------------------------------------------------------------------------------- one step
+    def _agree_finite(self, value: torch.Tensor) -> bool:
+        flag = torch.tensor([0.0 if bool(torch.isfinite(value)) else 1.0], device=self.acc.device)
+        if self.world > 1:
+            flag = self.acc.reduce(flag, reduction="sum")
+        return float(flag.item()) == 0.0
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Forward, losses, backward, clip, optimizer step and prototype write for one batch."""
+        assert self.flags is not None
+        batch = {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
+        self.lr.apply(self.optimizer, self.state.optimizer_steps)
+        logs: dict[str, float] = {}
+        with self.acc.accumulate(self.model):
+            result: StepResult = compute_losses(self.model, self.bank, batch, self.flags, self.ctx)
+            check = result.loss.detach() if result.new_prototypes is None else \
+                result.loss.detach() + result.new_prototypes.sum() * 0.0  # NaN/inf in either -> non-finite
+            finite = self._agree_finite(check)
+            # backward even when skipping: DDP expects a backward after every forward; the grads are dropped
+            self.acc.backward(result.loss)
+            if not finite:
+                self.optimizer.zero_grad(set_to_none=True)
+                return self._skip(result)
+            if self.acc.sync_gradients and self.cfg.optimizer.grad_clip is not None:
+                params = [p for p in self.model.parameters() if p.requires_grad]
+                norm = self.acc.clip_grad_norm_(params, self.cfg.optimizer.grad_clip)
+                logs["grad_norm"] = float(norm) if norm is not None else math.nan
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        if self.acc.sync_gradients and not self.acc.optimizer_step_was_skipped:
+            self.state.optimizer_steps += 1
+        self.state.nonfinite_streak = 0
+        if result.new_prototypes is not None and self.bank is not None:
+            before = self.bank.prototypes[:self.ctx.num_rows].detach().clone()
+            new = average_across_processes(result.new_prototypes, self.world)
+            self.bank.write_rows(new, self.ctx.num_rows)
+            if self._log_now():
+                logs.update(prototype_stats(before, self.bank.prototypes[:self.ctx.num_rows]))
+        logs.update(result.logs)
+        logs["lr"] = self.optimizer.param_groups[-1]["lr"]
+        return logs
+
+    def _skip(self, result: StepResult) -> dict[str, float]:
+        self.state.nonfinite_streak += 1
+        self.state.nonfinite_total += 1
+        limit = self.cfg.max_nonfinite_steps
+        self._print(f"step {self.state.step}: non-finite loss ({result.logs.get('loss')}) on at least one process; "
+                    f"step skipped ({self.state.nonfinite_streak} in a row, limit {limit})")
+        if self.state.nonfinite_streak >= limit:
+            raise NonFiniteLossError(
+                f"stopping: {self.state.nonfinite_streak} consecutive steps had a non-finite loss (last at step "
+                f"{self.state.step}, epoch {self.epoch_of(self.state.step)}); last terms: "
+                f"{ {k: v for k, v in result.logs.items() if not k.startswith('css_')} }. Lower optimizer.lr, "
+                f"check the data, or use mixed_precision=no / bf16; raise max_nonfinite_steps to tolerate more.")
+        return {"nonfinite": 1.0, "nonfinite_total": float(self.state.nonfinite_total)}
+
+    # ------------------------------------------------------------------------------------------- loop
+    def _log_now(self) -> bool:
+        every = max(self.cfg.logging.every_steps, 1)
+        return (self.state.step + 1) % every == 0
+
+    def train(self, resume: str | None = None) -> TrainResult:
+        """Run (or resume) until `total_steps`; evaluate, checkpoint and save the final model."""
+        resume = resume or self.cfg.checkpoint.resume
+        if resume:
+            self.load_checkpoint(find_checkpoint(resume, self.output_dir))
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.output_dir / "train_config.yaml", yaml.safe_dump(self.cfg.to_dict(),
+                                                                                   sort_keys=False))
+        self._init_trackers()
+        self._print(f"{self.init_description}; {self.world} process(es), {self.data.steps_per_epoch} steps/epoch, "
+                    f"{self.total_steps} steps\n{self.schedule.describe(self.cfg.schedule.epochs)}")
+        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.is_main, desc="train",
+                   dynamic_ncols=True)
+        window: dict[str, list[float]] = defaultdict(list)
+        try:
+            while self.state.step < self.total_steps:
+                epoch = self.epoch_of(self.state.step)
+                start = self.state.step - epoch * self.data.steps_per_epoch
+                stop = min(self.data.steps_per_epoch, self.total_steps - epoch * self.data.steps_per_epoch)
+                self._enter_epoch(epoch)
+                loader = self.data.loader(epoch, start)
+                for batch in loader:
+                    if start >= stop:
+                        break
+                    logs = self.train_step(batch)
+                    for key, value in logs.items():
+                        window[key].append(value)
+                    self.state.step += 1
+                    start += 1
+                    bar.update(1)
+                    if "loss" in logs:
+                        bar.set_postfix(loss=f"{logs['loss']:.4g}", stage=self.flags.stage if self.flags else 0)
+                    if self.state.step % max(self.cfg.logging.every_steps, 1) == 0:
+                        self._log_window(window)
+                    self._maybe_checkpoint()
+                if self._epoch_done(epoch):
+                    self._maybe_evaluate(epoch)
+            if window:
+                self._log_window(window)
+        finally:
+            bar.close()
+        if self.cfg.eval.at_end and not self.evaluations_at(self.state.step):
+            self._evaluate()
+        self._save_checkpoint(final=True)
+        final, pack = self._save_final()
+        self.acc.end_training()
+        return TrainResult(self.output_dir, final, self.state.step, self.history, self.evaluations, pack)
+
+    def _epoch_done(self, epoch: int) -> bool:
+        return self.state.step == (epoch + 1) * self.data.steps_per_epoch
+
+    def evaluations_at(self, step: int) -> bool:
+        return any(e.get("step") == step for e in self.evaluations)
+
+    def _log_window(self, window: dict[str, list[float]]) -> None:
+        values = {k: float(sum(v) / len(v)) for k, v in window.items() if v}
+        window.clear()
+        if "loss" in values and self.world > 1:  # the loss averaged over processes
+            loss = torch.tensor([values["loss"]], device=self.acc.device)
+            values["loss"] = float(self.acc.reduce(loss, reduction="mean").item())
+        values.update({f"stage/{k}": v for k, v in (self.flags.as_dict() if self.flags else {}).items()})
+        values["epoch"] = self.state.step / self.data.steps_per_epoch
+        values["step"] = float(self.state.step)
+        self.history.append(values)
+        self.acc.log({k: v for k, v in values.items() if k != "step"}, step=self.state.step)
+
+    def _maybe_evaluate(self, epoch: int) -> None:
+        every = self.cfg.eval.every_epochs
+        if every and (epoch + 1) % every == 0 and self.state.step < self.total_steps:
+            self._evaluate()
+
+    def _evaluate(self) -> dict[str, float]:
+        if not self.val_sets:
+            return {}
+        metrics = validate(self.unwrapped, self.val_sets, self.cfg.eval, rank=self.acc.process_index,
+                           world_size=self.world, gather=gather_object, device=self.acc.device)
+        metrics["step"] = float(self.state.step)
+        self.evaluations.append(metrics)
+        self.acc.log({k: v for k, v in metrics.items() if k != "step"}, step=self.state.step)
+        summary = ", ".join(f"{k[4:]} {v:.4f}" for k, v in metrics.items()
+                            if k in ("val/pck", "val/ap", "val/epe"))
+        self._print(f"step {self.state.step}: validation {summary}")
+        return metrics
+
+    def _init_trackers(self) -> None:
+        if not self.cfg.logging.trackers:
+            return
+        hparams = _flat_hparams(self.cfg.to_dict())
+        self.acc.init_trackers(self.cfg.logging.project_name, config=hparams)
+
+    def _print(self, text: str) -> None:
+        if self.is_main:
+            tqdm.write(text)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _maybe_checkpoint(self) -> None:
+        every = self.cfg.checkpoint.every_steps
+        if every and self.state.step % every == 0 and self.state.step < self.total_steps:
+            self._save_checkpoint()
+
+    def _save_checkpoint(self, final: bool = False) -> Path:
+        folder = self.output_dir / "checkpoints"
+        target = folder / f"step_{self.state.step}"
+        partial = folder / f".step_{self.state.step}.partial"
+        if self.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        self.state.lr_schedule = self.lr.state_dict()
+        self.acc.save_state(str(partial))  # model, optimizer, scaler, RNG of every process
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            write_json_atomic(partial / STATE_FILE, self.state.to_json())
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(partial, target)
+            prune_checkpoints(folder, self.cfg.checkpoint.keep)
+        self.acc.wait_for_everyone()
+        return target
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore model, optimizer, RNG, lr schedule, data position, stage flags and cluster bank state."""
+        state = TrainingState.from_file(folder / STATE_FILE)
+        if state.steps_per_epoch != self.data.steps_per_epoch or state.world_size != self.world:
+            raise ConfigError(f"checkpoint {folder} was taken with {state.world_size} process(es) x "
+                              f"{state.steps_per_epoch} steps/epoch; this run has {self.world} x "
+                              f"{self.data.steps_per_epoch} (the data position would not match)")
+        self.acc.load_state(str(folder))
+        self.state = state
+        self.lr.load_state_dict(state.lr_schedule or {"last_step": state.optimizer_steps})
+        self.flags = None
+        self._print(f"resumed from {folder} at step {state.step} (epoch {self.epoch_of(state.step)}, stage flags "
+                    f"{state.stage})")
+
+    def _save_final(self) -> tuple[Path | None, Path | None]:
+        """`save_pretrained` + model card into ``<output_dir>/final`` (atomically); transfer: the prototype pack."""
+        final = self.output_dir / "final"
+        pack_dir = self.output_dir / "prototype_pack"
+        pack_path = None
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            from ..hub.cards import ResultRow
+            from ..hub.model_repo import save_model_repo
+
+            measured = []
+            if self.evaluations:
+                last = self.evaluations[-1]
+                measured = [ResultRow(key.split("/")[1], "val (GT-box crops)", key.split("/")[2], f"{value:.4f}")
+                            for key, value in last.items() if key.count("/") == 2]
+            tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=self.output_dir))
+            try:
+                save_model_repo(self.unwrapped, tmp, repo_id=self.cfg.repo_id, measured_results=measured,
+                                measured_source=f"posebh_hf scripts/train.py, step {self.state.step}",
+                                provenance=f"Trained with posebh_hf ({self.cfg.mode} mode), "
+                                           f"{self.init_description}.")
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if self.cfg.mode == "transfer" and self.cfg.transfer.export_pack:
+                pack_path = self._export_pack(pack_dir)
+        self.acc.wait_for_everyone()
+        return final, pack_path
+
+    def _export_pack(self, folder: Path) -> Path:
+        from ..hub.attach import export_prototype_pack
+
+        name = self.cfg.dataset_names[0]
+        base = self.cfg.transfer.pack_base_model or self.cfg.model.init
+        source_index = 0
+        if self.cfg.model.init is not None:
+            base_config = type(self.unwrapped.config).from_pretrained(self.cfg.model.init,
+                                                                     revision=self.cfg.model.revision)
+            if self.cfg.transfer.source_dataset in base_config.dataset_names:
+                source_index = base_config.dataset_names.index(self.cfg.transfer.source_dataset)
+        pack = export_prototype_pack(self.unwrapped, name, base_model=base, learned={
+            "method": "posebh-transfer",
+            "description": "new-skeleton prototypes learned by momentum updates with the base model's embedding "
+                           "head frozen (spec §8)",
+            "routing_dataset": self.cfg.transfer.source_dataset,
+            "steps": self.state.step})
+        pack = replace(pack, dataset_index=source_index)
+        pack.save(folder)
+        self._print(f"prototype pack for {name!r} written to {folder}")
+        return folder
+
+
+def _flat_hparams(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """TensorBoard hparams accept only scalars and strings: flatten and stringify the rest."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat_hparams(value, f"{name}."))
+        elif isinstance(value, (int, float, str, bool)):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out
+
+
+def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
+    """Build a `Trainer` from `cfg` and run it."""
+    return Trainer(cfg).train(resume)

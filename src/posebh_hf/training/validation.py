@@ -1,0 +1,149 @@
+"""Periodic validation during training: GT-box crops of every dataset's `val` split, scored in crop space.
+
+Each validation instance is cropped from its ground-truth box exactly like a training sample without
+augmentation (the data package's transform with flip, half-body, scale/rotation and centre jitter off), run
+through its dataset's head, decoded with the dataset's codec (argmax + DARK/UDP or +-0.25) and compared with the
+transformed ground truth in crop pixels, so no image-space projection is needed:
+- ``pck``: PCK at `pck_threshold` x max(w, h) of the instance's visible-keypoint box (mmpose's
+  `keypoint_pck_accuracy`, mean over keypoints);
+- ``epe``: mean end-point error in crop pixels;
+- ``ap``: COCO OKS AP (pycocotools, the skeleton's sigmas or 0.05, scale 0.53 w h of that box).
+Processes split the instances and gather the results; the model is evaluated unwrapped, in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from ..codecs import heatmap_stride
+from ..data.collate import PoseCollator
+from ..data.views import instance_dataset
+from ..evaluation import evaluate_coco, keypoint_pck_accuracy
+from .config import DatasetConfig, EvalConfig
+from .data import SourceData, make_transform
+
+__all__ = ["NO_AUGMENT", "ValidationSet", "build_validation_sets", "score_predictions", "validate"]
+
+NO_AUGMENT: dict[str, Any] = {"flip_prob": 0.0, "half_body": False, "scale_factor": 0.0, "rot_factor": 0.0,
+                              "rot_prob": 0.0, "center_jitter_prob": 0.0}
+
+
+@dataclass
+class ValidationSet:
+    """One dataset's validation instances (transformed on access) and how to decode its heatmaps."""
+
+    name: str
+    dataset_index: int
+    view: Any
+    stride: np.ndarray  # [2] crop pixels per heatmap pixel
+    decode_mode: str
+    skeleton: Any
+
+
+def build_validation_sets(specs: Sequence[DatasetConfig], sources: Sequence[SourceData | None],
+                          augment: dict[str, Any], config: EvalConfig) -> list[ValidationSet]:
+    """A `ValidationSet` per dataset that has a `val` source (`sources[d]` None = no val split)."""
+    out = []
+    for d, (spec, source) in enumerate(zip(specs, sources, strict=True)):
+        if source is None:
+            continue
+        transform = make_transform(spec, source.skeleton, d, {**augment, **NO_AUGMENT}, seed=0)
+        view = instance_dataset(source.dataset, transform)
+        if config.max_samples is not None and len(view) > config.max_samples:
+            view = Subset(view, range(config.max_samples))
+        aug = transform.spec.augment
+        stride = heatmap_stride(aug.input_size, aug.heatmap_size, aug.use_udp)
+        out.append(ValidationSet(spec.name, d, view, np.asarray(stride, np.float64),
+                                 "udp" if aug.use_udp else "default", source.skeleton))
+    return out
+
+
+def score_predictions(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, skeleton: Any,
+                      pck_threshold: float) -> dict[str, float]:
+    """Crop-space metrics of N instances: pred [N, K, 2], scores [N, K], gt [N, K, 3] (x, y, visibility)."""
+    mask = gt[..., 2] > 0
+    keep = mask.any(axis=1)
+    pred, scores, gt, mask = pred[keep], scores[keep], gt[keep], mask[keep]
+    if not len(gt):
+        return {}
+    boxes = []
+    for xy, m in zip(gt[..., :2], mask, strict=True):
+        lo, hi = xy[m].min(axis=0), xy[m].max(axis=0)
+        boxes.append([lo[0], lo[1], max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0)])
+    boxes = np.asarray(boxes, np.float64)
+    size = boxes[:, 2:].max(axis=1, keepdims=True).repeat(2, axis=1)
+    _, pck, _ = keypoint_pck_accuracy(pred.astype(np.float32), gt[..., :2].astype(np.float32), mask,
+                                      pck_threshold, size.astype(np.float32))
+    epe = float(np.linalg.norm(pred - gt[..., :2], axis=-1)[mask].mean())
+    images = [{"id": i + 1} for i in range(len(gt))]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "bbox": boxes[i].tolist(),
+             "keypoints": np.concatenate([gt[i, :, :2], mask[i, :, None] * 2.0], axis=1).reshape(-1).tolist(),
+             "num_keypoints": int(mask[i].sum())} for i in range(len(gt))]
+    dets = [{"image_id": i + 1, "category_id": 1, "score": float(scores[i].mean()),
+             "keypoints": np.concatenate([pred[i], scores[i, :, None]], axis=1).reshape(-1).tolist()}
+            for i in range(len(gt))]
+    ap = evaluate_coco({"images": images, "annotations": anns, "categories": [{"id": 1, "name": skeleton.name}]},
+                       dets, skeleton, use_area=False)
+    return {"pck": float(pck), "epe": epe, "ap": float(ap["AP"]), "instances": float(len(gt))}
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, vset: ValidationSet, indices: Sequence[int], batch_size: int,
+             device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from ..codecs import decode_heatmaps
+
+    k = vset.skeleton.num_keypoints
+    preds, scores, gts = [np.zeros((0, k, 2))], [np.zeros((0, k))], [np.zeros((0, k, 3))]
+    loader = DataLoader(Subset(vset.view, list(indices)), batch_size=batch_size, collate_fn=PoseCollator(k))
+    for batch in loader:
+        pixels = batch["pixel_values"].to(device)
+        out = model(pixels, dataset_index=vset.dataset_index, heads=[vset.name])
+        heat = out.heatmaps[vset.name].float().cpu().numpy()
+        coords, conf = decode_heatmaps(heat, vset.decode_mode)
+        preds.append(coords * vset.stride[None, None, :])
+        scores.append(conf)
+        gts.append(batch["keypoints"].numpy()[:, :k])
+    return np.concatenate(preds), np.concatenate(scores), np.concatenate(gts)
+
+
+def validate(model: nn.Module, sets: Sequence[ValidationSet], config: EvalConfig, *, rank: int = 0,
+             world_size: int = 1, gather: Any = None, device: torch.device | None = None) -> dict[str, float]:
+    """Metrics per dataset (``val/<name>/pck`` ...) and their means over datasets (``val/pck`` ...).
+
+    Args:
+        model: the unwrapped model (switched to eval mode here and back to its previous mode).
+        sets: from `build_validation_sets`.
+        config: the eval section.
+        rank, world_size: this process's share is instances rank, rank + world_size, ...
+        gather: `accelerate.utils.gather_object`-like callable for several processes.
+        device: where to run (default: the model's device).
+    """
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results: dict[str, float] = {}
+    try:
+        for vset in sets:
+            indices = range(rank, len(vset.view), world_size)
+            pred, score, gt = _predict(model, vset, indices, config.batch_size, device)
+            if world_size > 1 and gather is not None:
+                parts = gather([(pred, score, gt)])
+                pred = np.concatenate([p[0] for p in parts])
+                score = np.concatenate([p[1] for p in parts])
+                gt = np.concatenate([p[2] for p in parts])
+            metrics = score_predictions(pred, score, gt, vset.skeleton, config.pck_threshold)
+            results.update({f"val/{vset.name}/{key}": value for key, value in metrics.items()})
+    finally:
+        model.train(was_training)
+    for key in ("pck", "epe", "ap"):
+        values = [v for k, v in results.items() if k.endswith(f"/{key}")]
+        if values:
+            results[f"val/{key}"] = float(np.mean(values))
+    return results

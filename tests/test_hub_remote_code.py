@@ -1,0 +1,133 @@
+"""Standalone remote code: a pushed repo loads with `trust_remote_code=True` in a fresh interpreter where `posebh_hf`
+cannot be imported, and gives the same outputs as the package."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+import torch
+from hub_server import PYTHON, FakeHub, hub_fixtures
+from safetensors.torch import load_file, save_file
+
+from posebh_hf.hub import remote_code
+from posebh_hf.hub.model_repo import push_model_to_hub, save_model_repo
+from posebh_hf.modeling import PoseBHConfig, PoseBHForPoseEstimation
+
+# `-I -S`: isolated mode without site processing, so neither PYTHONPATH nor the editable install's .pth file puts
+# posebh_hf on sys.path; only the plain site-packages folder (torch, transformers, ...) is added back by hand.
+CHILD = r"""
+import sys
+sys.path.append(SITE_PACKAGES)
+try:
+    import posebh_hf
+except ModuleNotFoundError:
+    print("posebh_hf not importable")
+else:
+    raise SystemExit(f"posebh_hf is importable from {posebh_hf.__file__}; the test would prove nothing")
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel
+ref = load_file(REF)
+config = AutoConfig.from_pretrained("org/remote", trust_remote_code=True)
+model = AutoModel.from_pretrained("org/remote", trust_remote_code=True).eval()
+print(type(model).__module__, type(config).__name__, config.extra_prototype_skeletons)
+with torch.no_grad():
+    out = model(ref["x"], dataset_index=[0, 3], output_prototype_heatmaps=True, prototype_skeletons=["mouse4"])
+save_file({"coco": out.heatmaps["coco"].contiguous(), "ap10k": out.heatmaps["ap10k"].contiguous(),
+           "mouse4": out.prototype_heatmaps["mouse4"].contiguous()}, OUT)
+"""
+
+_fake_hub, _hub_env = hub_fixtures()  # the `fake_hub` and `hub_env` fixtures
+
+
+@pytest.fixture(scope="module")
+def model() -> PoseBHForPoseEstimation:
+    from posebh_hf.skeletons import Skeleton
+
+    torch.manual_seed(0)
+    model = PoseBHForPoseEstimation(PoseBHConfig.tiny(num_hidden_layers=1)).eval()
+    model.add_prototype_skeleton(Skeleton.from_dict({"name": "mouse4", "keypoints": ["a", "b", "c", "d"]}))
+    return model
+
+
+def test_generated_modules_are_flat_and_complete():
+    files = remote_code.build_remote_code()
+    assert sorted(files) == ["configuration_posebh.py", "modeling_posebh.py"]
+    for source in files.values():
+        tree = ast.parse(source)
+        imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert not [n for n in imports if isinstance(n, ast.ImportFrom) and n.module and "posebh_hf" in n.module]
+        assert not [n for n in imports if isinstance(n, ast.Import) and any("posebh_hf" in a.name for a in n.names)]
+    model_tree = ast.parse(files["modeling_posebh.py"])
+    relative = [n for n in model_tree.body if isinstance(n, ast.ImportFrom) and n.level == 1]
+    assert [n.module for n in relative] == ["configuration_posebh"]
+    assert "PoseBHConfig" in {a.name for a in relative[0].names}
+    defined = {n.name for n in model_tree.body if isinstance(n, ast.ClassDef)}
+    assert {"PoseBHForPoseEstimation", "KeypointPrototypes", "EmbeddingHead", "HeatmapHead"} <= defined
+
+
+def test_flattener_refuses_what_it_cannot_flatten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "posebh_hf"
+    (package / "modeling").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "configuration_posebh.py").write_text("class PoseBHConfig:\n    pass\n")
+    (package / "modeling" / "__init__.py").write_text("")
+    (package / "modeling" / "other.py").write_text("def helper():\n    return 1\n")
+    (package / "modeling" / "third.py").write_text("def _private():\n    pass\n\ndef helper():\n    pass\n")
+    (package / "modeling" / "modeling_posebh.py").write_text(
+        "from ..configuration_posebh import PoseBHConfig\nfrom .other import helper\nfrom .third import _private\n\n"
+        "class PoseBHForPoseEstimation:\n    pass\n")
+    monkeypatch.setattr(remote_code, "PACKAGE_DIR", package)
+    with pytest.raises(remote_code.RemoteCodeError, match="'helper' is defined differently"):
+        remote_code.build_remote_code()
+    (package / "modeling" / "third.py").write_text("def _private():\n    pass\n\ndef helper():\n    pass\n")
+    (package / "modeling" / "other.py").write_text("def helper():\n    pass\n")  # word for word: deduplicated
+    files = remote_code.build_remote_code()
+    assert files["modeling_posebh.py"].count("def helper") == 1
+    (package / "modeling" / "other.py").write_text("def other():\n    from posebh_hf.hub import x\n")
+    (package / "modeling" / "modeling_posebh.py").write_text(
+        "from ..configuration_posebh import PoseBHConfig\nfrom .other import other\n\n"
+        "class PoseBHForPoseEstimation:\n    pass\n")
+    with pytest.raises(remote_code.RemoteCodeError, match="inside a function.*importlib"):
+        remote_code.build_remote_code()
+    (package / "modeling" / "other.py").write_text("X = 1\n")
+    (package / "modeling" / "modeling_posebh.py").write_text(
+        "from .. import configuration_posebh\n\nclass PoseBHForPoseEstimation:\n    pass\n")
+    with pytest.raises(remote_code.RemoteCodeError, match="imports a module object"):
+        remote_code.build_remote_code()
+
+
+def test_saved_repo_has_auto_map_and_card(model: PoseBHForPoseEstimation, tmp_path: Path):
+    folder = save_model_repo(model, tmp_path / "repo", repo_id="org/remote", remote_code=True)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"] == {"AutoConfig": "configuration_posebh.PoseBHConfig",
+                                  "AutoModel": "modeling_posebh.PoseBHForPoseEstimation",
+                                  "AutoModelForPoseEstimation": "modeling_posebh.PoseBHForPoseEstimation"}
+    card = (folder / "README.md").read_text()
+    assert 'trust_remote_code=True' in card and "read them first" in card
+
+
+def test_trust_remote_code_without_the_package(model: PoseBHForPoseEstimation, hub_env: dict[str, str],
+                                               fake_hub: FakeHub, tmp_path: Path):
+    push_model_to_hub(model, "org/remote", remote_code=True)
+    x = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(2))
+    save_file({"x": x}, str(tmp_path / "ref.safetensors"))
+    code = (CHILD.replace("SITE_PACKAGES", repr(sysconfig.get_paths()["purelib"]))
+            .replace("REF", repr(str(tmp_path / "ref.safetensors"))).replace("OUT", repr(str(tmp_path / "out.st"))))
+    env = {"PATH": "/usr/bin:/bin", **hub_env}
+    result = subprocess.run([PYTHON, "-I", "-S", "-c", code], env=env, capture_output=True, text=True, timeout=240,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "posebh_hf not importable" in result.stdout
+    assert "transformers_modules" in result.stdout and "PoseBHConfig ['mouse4']" in result.stdout
+    remote = load_file(tmp_path / "out.st")
+    with torch.no_grad():
+        local = model(x, dataset_index=[0, 3], output_prototype_heatmaps=True, prototype_skeletons=["mouse4"])
+    assert torch.equal(remote["coco"], local.heatmaps["coco"])
+    assert torch.equal(remote["ap10k"], local.heatmaps["ap10k"])
+    assert torch.equal(remote["mouse4"], local.prototype_heatmaps["mouse4"])
