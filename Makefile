@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
+# `posebh predict` on scikit-image's bundled astronaut photo (public domain) with the embedded default model.
 predict: venv
-	$(VENV)/bin/posebh predict examples/astronaut.png --out-dir outputs/predict
+	$(VENV)/bin/posebh predict "$$($(PY) -c 'import skimage, pathlib; print(pathlib.Path(skimage.__file__).parent / "data" / "astronaut.png")')" --out-dir outputs/predict
 
 demo: venv
 	$(VENV)/bin/posebh demo

@@ -204,7 +204,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    launch_demo(build_demo(args.model, detector=args.detector), args.host, args.port)
+    try:
+        demo = build_demo(args.model, detector=args.detector)
+    except (OSError, ValueError) as err:  # a wrong --model path/id: one line, not a traceback
+        print(f"posebh demo: error: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    launch_demo(demo, args.host, args.port)
     return 0
 
 

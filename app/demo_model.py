@@ -66,8 +66,7 @@ def build_random_tiny_model(out_dir: Path) -> Path:
     """Save a randomly initialised tiny PoseBH model to `out_dir` (only for the clearly labelled fallback)."""
     import torch
 
-    from posebh_hf.configuration_posebh import PoseBHConfig
-    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation
 
     torch.manual_seed(0)  # the same meaningless model each start, so screenshots are reproducible
     model = PoseBHForPoseEstimation(PoseBHConfig.tiny()).eval()
@@ -80,6 +79,9 @@ def load_pipeline(choice: ModelChoice):
     from posebh_hf.pipeline import PoseBHPipeline
 
     if choice.source is not None:
-        return PoseBHPipeline.from_pretrained(choice.source)
+        if choice.source.startswith(("/", "./", "../", "~")) and not Path(choice.source).expanduser().is_dir():
+            raise FileNotFoundError(f"the model folder {choice.source} does not exist")
+        return PoseBHPipeline.from_pretrained(str(Path(choice.source).expanduser()) if choice.source.startswith("~")
+                                              else choice.source)
     with tempfile.TemporaryDirectory(prefix="posebh_demo_random_") as tmp:
         return PoseBHPipeline.from_pretrained(str(build_random_tiny_model(Path(tmp))))

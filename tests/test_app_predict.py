@@ -117,3 +117,17 @@ def test_overlay_files_are_whole_pngs_in_fresh_folders_and_old_ones_are_pruned(t
     os.utime(old, (time.time() - 120, time.time() - 120))
     files.write([(rgb, "c")], ["coco"])
     assert not old.exists() and Path(second[0][0]).exists()
+
+
+def test_the_random_fallback_loads_a_working_pipeline_and_leaves_no_files(monkeypatch, tmp_path):
+    import tempfile
+
+    import demo_model
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TemporaryDirectory puts the saved model
+    choice = demo_model.choose_model(None, env={}, default_dir=tmp_path / "absent")
+    fallback = demo_model.load_pipeline(choice)
+    assert choice.is_random and "coco" in fallback.skeleton_names
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(FileNotFoundError, match="no-such-folder"):
+        demo_model.load_pipeline(demo_model.ModelChoice(str(tmp_path / "no-such-folder"), "argument"))

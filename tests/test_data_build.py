@@ -127,3 +127,23 @@ def test_card_rendering_and_mocked_push(tmp_path: Path) -> None:
     crowd = sorted(im["crowdIndex"] for im in json.loads((folder / "test_crowdpose.json").read_text())["images"])
     assert uploaded["rows"] == 2 and uploaded["crowd_index"] == pytest.approx(crowd)
     assert uploaded["features"]["objects"] == pose_features(14, ("crowd_index",))["objects"]
+
+
+def test_cli_show_and_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    folder = shared_path("real", "coco")
+    build_dataset("coco", folder / "test_coco.json", folder, tmp_path / "coco", progress=False)
+    assert main(["data", "show", str(tmp_path / "coco"), "--n", "6", "--out", str(tmp_path / "g.png"), "--cols",
+                 "3"]) == 0
+    with Image.open(tmp_path / "g.png") as grid:
+        assert grid.size == (3 * 192 + 2 * 4, 2 * 256 + 4)
+    assert main(["data", "show", str(tmp_path / "nothing"), "--out", str(tmp_path / "h.png")]) == 2
+    assert "nothing" in capsys.readouterr().err and not (tmp_path / "h.png").exists()
+    raw = {"images": [{"id": 1, "file_name": "a\\cat\\v1\\1.jpg", "video_id": 1}],
+           "annotations": [{"id": 1, "image_id": 1, "video_id": 1, "is_crowd": 0}], "categories": []}
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    assert main(["data", "split-apt36k", "--annotations", str(tmp_path / "raw.json"), "--out", str(tmp_path / "s")]) == 0
+    assert "train: 1 images, 1 annotations" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["apt36k_test.json", "apt36k_train.json",
+                                                                 "apt36k_val.json"]

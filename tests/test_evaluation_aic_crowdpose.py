@@ -7,9 +7,16 @@ import json
 
 import numpy as np
 import pytest
-from test_evaluation_common import coco_from_dict, gt_as_predictions, load, perturbed_predictions, pycocotools_eval
+from test_evaluation_common import (
+    coco_from_dict,
+    gt_as_predictions,
+    load,
+    perturbed_predictions,
+    pycocotools_eval,
+)
 
 from posebh_hf.evaluation import COCO_STAT_NAMES, EvaluationInputError, evaluate, oks_matrix
+from posebh_hf.evaluation.oks import oks_pairs
 from posebh_hf.skeletons import get_skeleton
 
 
@@ -58,8 +65,14 @@ def test_aic_oks_matches_the_xtcocotools_formula(shared_data):
                           np.array([np.reshape(a["keypoints"], (-1, 3)) for a in gts]),
                           np.array([a["bbox"] for a in gts], float),
                           np.array([a["bbox"][3] * a["bbox"][2] * 0.53 for a in gts]), sigmas)
-        ref = [[_xtcocotools_oks_use_area_false(a, p["keypoints"], sigmas) for a in gts] for p in dts]
-        np.testing.assert_array_equal(ours, np.array(ref))
+        ref = np.array([[_xtcocotools_oks_use_area_false(a, p["keypoints"], sigmas) for a in gts] for p in dts])
+        np.testing.assert_array_equal(ours, ref)
+        d_idx, g_idx = np.repeat(np.arange(len(dts)), len(gts)), np.tile(np.arange(len(gts)), len(dts))
+        batched = oks_pairs(np.array([np.reshape(p["keypoints"], (-1, 3))[:, :2] for p in dts]),
+                            np.array([np.reshape(a["keypoints"], (-1, 3)) for a in gts]),
+                            np.array([a["bbox"] for a in gts], float),
+                            np.array([a["bbox"][3] * a["bbox"][2] * 0.53 for a in gts]), sigmas, d_idx, g_idx)
+        np.testing.assert_array_equal(batched.reshape(len(dts), len(gts)), ref)  # the evaluator's batched path
 
 
 def test_aic_ground_truth_against_itself(shared_data):

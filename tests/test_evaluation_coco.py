@@ -94,7 +94,7 @@ def _random_scene(rng: np.random.Generator, k: int, n_images: int = 40) -> tuple
     return gt, preds
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_fast_evaluator_equals_pycocotools_on_random_scenes(seed):
     """Matching rules (crowd, ignore, area ranges, ties, maxDets) on scenes the real files do not cover."""
     rng = np.random.default_rng(seed)
@@ -109,6 +109,16 @@ def test_fast_evaluator_equals_pycocotools_on_random_scenes(seed):
         ours.evaluate()
         ours.accumulate()
         ours.summarize()
+    assert ours.ious.keys() == ref.ious.keys()
+    for key, value in ref.ious.items():
+        np.testing.assert_array_equal(ours.ious[key], value)  # bit-identical OKS
+    assert len(ours.evalImgs) == len(ref.evalImgs)
+    for mine, theirs in zip(ours.evalImgs, ref.evalImgs, strict=True):
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            assert mine.keys() == theirs.keys()
+            for field, value in theirs.items():
+                np.testing.assert_array_equal(np.asarray(mine[field]), np.asarray(value), err_msg=field)
     np.testing.assert_array_equal(ours.eval["precision"], ref.eval["precision"])
     np.testing.assert_array_equal(ours.eval["recall"], ref.eval["recall"])
     np.testing.assert_array_equal(ours.stats, ref.stats)

@@ -290,3 +290,24 @@ def test_attach_rejects_unknown_inputs(model: PoseBHForPoseEstimation, tmp_path:
     with pytest.raises(PackError, match="not a prototype pack: prototype_config.json is missing"):
         (tmp_path / "empty").mkdir()
         attach_prototype_pack(model, tmp_path / "empty")
+
+
+# The model side of attaching (owned by modeling/, see the hub report to the lead): `model.attach_prototype_pack`
+# delegating to `posebh_hf.hub.attach`, `config.dataset_index_of(attached)` returning the pack's expert, and
+# `heads=[attached]` returning the prototype heatmaps. Remove the xfail mark when those land.
+@pytest.mark.xfail(strict=True, reason="needs the modeling hooks described in the hub report")
+def test_model_serves_an_attached_skeleton_like_a_head(model: PoseBHForPoseEstimation, pixels: torch.Tensor):
+    import numpy as np
+
+    from posebh_hf.pipeline import PoseBHPipeline
+
+    pack = make_pack(model)
+    model.attach_prototype_pack(pack)
+    assert model.config.dataset_index_of("mouse4") == 3
+    with torch.no_grad():
+        out = model(pixels, dataset_index=3, heads=["mouse4"], output_embeddings=True, output_prototype_heatmaps=True)
+    expected = prototype_heatmaps(out.embeddings, pack.prototypes, "abs_cosine")
+    assert list(out.heatmaps) == ["mouse4"] and torch.equal(out.heatmaps["mouse4"], expected)
+    assert torch.equal(out.prototype_heatmaps["mouse4"], expected)
+    result = PoseBHPipeline(model)(np.zeros((256, 192, 3), np.uint8), skeletons=["mouse4"], flip=False)
+    assert result[0]["mouse4"]["keypoints"].shape == (4, 2)

@@ -86,8 +86,10 @@ def test_dry_run_writes_the_exact_repo_folders(official_pth: Path, tmp_path: Pat
     assert set(report["folders"]) == expected and report["commits"] == {}
     assert pack_repo_id("my-org/posebh-tiny", "coco_wholebody") == "my-org/posebh-tiny-protos-coco-wholebody"
     model_dir = out / "my-org" / "posebh-tiny"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["README.md", "config.json", "configuration_posebh.py",
-                                                           "model.safetensors", "modeling_posebh.py"]
+    from posebh_hf.hub.remote_code import build_remote_code
+
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(["README.md", "config.json", "model.safetensors",
+                                                                  *build_remote_code()])
     card = (model_dir / "README.md").read_text()
     assert "pipeline_tag: keypoint-detection" in card and "library_name: posebh_hf" in card
     assert "license: other" in card and "@inproceedings{jeong2025posebh" in card

@@ -57,48 +57,68 @@ def model() -> PoseBHForPoseEstimation:
 
 def test_generated_modules_are_flat_and_complete():
     files = remote_code.build_remote_code()
-    assert sorted(files) == ["configuration_posebh.py", "modeling_posebh.py"]
-    for source in files.values():
+    assert {"configuration_posebh.py", "modeling_posebh.py", "posebh_modeling_prototypes.py",
+            "posebh_skeletons.py"} <= set(files)
+    for name, source in files.items():
         tree = ast.parse(source)
-        imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
-        assert not [n for n in imports if isinstance(n, ast.ImportFrom) and n.module and "posebh_hf" in n.module]
-        assert not [n for n in imports if isinstance(n, ast.Import) and any("posebh_hf" in a.name for a in n.names)]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("posebh_hf") for a in node.names), name
+            elif isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("posebh_hf"), (name, node.module)
+                if node.level:  # every relative import is a flat sibling that is part of the repo
+                    assert node.level == 1 and f"{node.module}.py" in files, (name, node.module)
     model_tree = ast.parse(files["modeling_posebh.py"])
-    relative = [n for n in model_tree.body if isinstance(n, ast.ImportFrom) and n.level == 1]
-    assert [n.module for n in relative] == ["configuration_posebh"]
-    assert "PoseBHConfig" in {a.name for a in relative[0].names}
-    defined = {n.name for n in model_tree.body if isinstance(n, ast.ClassDef)}
-    assert {"PoseBHForPoseEstimation", "KeypointPrototypes", "EmbeddingHead", "HeatmapHead"} <= defined
+    assert {"PoseBHForPoseEstimation"} <= {n.name for n in model_tree.body if isinstance(n, ast.ClassDef)}
+    assert "class PoseBHConfig(" in files["configuration_posebh.py"]
 
 
-def test_flattener_refuses_what_it_cannot_flatten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    package = tmp_path / "posebh_hf"
-    (package / "modeling").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "configuration_posebh.py").write_text("class PoseBHConfig:\n    pass\n")
-    (package / "modeling" / "__init__.py").write_text("")
-    (package / "modeling" / "other.py").write_text("def helper():\n    return 1\n")
-    (package / "modeling" / "third.py").write_text("def _private():\n    pass\n\ndef helper():\n    pass\n")
-    (package / "modeling" / "modeling_posebh.py").write_text(
-        "from ..configuration_posebh import PoseBHConfig\nfrom .other import helper\nfrom .third import _private\n\n"
-        "class PoseBHForPoseEstimation:\n    pass\n")
+def _fake_package(root: Path, modules: dict[str, str]) -> Path:
+    package = root / "posebh_hf"
+    for name, text in {"__init__.py": "", "modeling/__init__.py": "", **modules}.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    return package
+
+
+def test_modules_keep_their_own_namespaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = _fake_package(tmp_path / "src", {
+        "configuration_posebh.py": "LIMIT = 1\n\nclass PoseBHConfig:\n    pass\n",
+        "ops/__init__.py": "", "ops/sim.py": "LIMIT = (1, 2)\n",
+        "modeling/parts.py": "from ..ops.sim import LIMIT as OPS_LIMIT\n\nLIMIT = OPS_LIMIT[1]\n",
+        "modeling/modeling_posebh.py": ("from ..configuration_posebh import LIMIT, PoseBHConfig\n"
+                                        "from .parts import LIMIT as PART_LIMIT\n\n"
+                                        "class PoseBHForPoseEstimation:\n    limits = (LIMIT, PART_LIMIT)\n"),
+    })
     monkeypatch.setattr(remote_code, "PACKAGE_DIR", package)
-    with pytest.raises(remote_code.RemoteCodeError, match="'helper' is defined differently"):
-        remote_code.build_remote_code()
-    (package / "modeling" / "third.py").write_text("def _private():\n    pass\n\ndef helper():\n    pass\n")
-    (package / "modeling" / "other.py").write_text("def helper():\n    pass\n")  # word for word: deduplicated
     files = remote_code.build_remote_code()
-    assert files["modeling_posebh.py"].count("def helper") == 1
-    (package / "modeling" / "other.py").write_text("def other():\n    from posebh_hf.hub import x\n")
-    (package / "modeling" / "modeling_posebh.py").write_text(
-        "from ..configuration_posebh import PoseBHConfig\nfrom .other import other\n\n"
-        "class PoseBHForPoseEstimation:\n    pass\n")
-    with pytest.raises(remote_code.RemoteCodeError, match="inside a function.*importlib"):
-        remote_code.build_remote_code()
-    (package / "modeling" / "other.py").write_text("X = 1\n")
-    (package / "modeling" / "modeling_posebh.py").write_text(
-        "from .. import configuration_posebh\n\nclass PoseBHForPoseEstimation:\n    pass\n")
-    with pytest.raises(remote_code.RemoteCodeError, match="imports a module object"):
+    assert sorted(files) == ["configuration_posebh.py", "modeling_posebh.py", "posebh_modeling_parts.py",
+                             "posebh_ops_sim.py"]
+    repo = tmp_path / "repo_pkg"
+    repo.mkdir()
+    (repo / "__init__.py").write_text("")
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("repo_pkg.modeling_posebh")
+    assert module.PoseBHForPoseEstimation.limits == (1, 2)  # same name, three modules, three values
+
+
+@pytest.mark.parametrize("source, message", [
+    ("from .. import configuration_posebh\n", "imports a module object"),
+    ("import posebh_hf.ops\n", "binds a module object"),
+    ("from posebh_hf import PoseBHConfig\n", "package root"),
+])
+def test_generation_refuses_what_it_cannot_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str,
+                                               message: str):
+    package = _fake_package(tmp_path, {
+        "configuration_posebh.py": "class PoseBHConfig:\n    pass\n",
+        "modeling/modeling_posebh.py": source + "\nclass PoseBHForPoseEstimation:\n    pass\n",
+    })
+    monkeypatch.setattr(remote_code, "PACKAGE_DIR", package)
+    with pytest.raises(remote_code.RemoteCodeError, match=message):
         remote_code.build_remote_code()
 
 

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "processing_posebh": 3,
     "data": 3,
     "conversion": 3,
+    "export": 4,
     "hub": 4,
     "training": 4,
     "pipeline": 4,

@@ -309,12 +309,13 @@ def test_udp_crop_matches_transformers_vitpose_processor() -> None:
             diff = np.abs(ours - ref)
             means.append(diff.mean())
             assert diff.mean() <= 1 / 255, (info["file_name"], box, diff.mean())
-            # away from the image border (where scipy's and OpenCV's constant padding differ) only rounding differs
+            # away from the image border (where scipy's and OpenCV's constant padding differ) only rounding differs:
+            # OpenCV 4's bilinear warp is fixed-point (1/32-px positions, 10-bit weights), a few grey levels at most
             yy, xx = np.mgrid[0:256, 0:192]
             src = apply_affine(np.stack([xx, yy], -1).astype(np.float64), invert_affine(matrix))
             h, w = image.shape[:2]
             inner = (src[..., 0] >= 1) & (src[..., 0] <= w - 2) & (src[..., 1] >= 1) & (src[..., 1] <= h - 2)
-            assert diff[:, inner].max() <= 1 / 255 + 1e-5
+            assert diff[:, inner].max() <= 6 / 255 + 1e-5
     assert len(means) >= 10
 
 

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     official.add_argument("--measured-source", default="", help="how --measured was obtained (command, data)")
     official.add_argument("--license", default="other", help="licence id for the card metadata (default other)")
     official.add_argument("--no-remote-code", dest="remote_code", action="store_false",
-                          help="do not add configuration_posebh.py/modeling_posebh.py for trust_remote_code")
+                          help="do not add the standalone remote code (configuration_posebh.py, modeling_posebh.py, "
+                                   "posebh_*.py) for trust_remote_code=True")
     official.add_argument("--private", action="store_true", help="create the repos private")
     official.set_defaults(func=run_publish_official)
 

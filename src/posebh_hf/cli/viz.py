@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     protos.add_argument("--method", choices=["tsne", "mds"], default="tsne", help="2D projection")
     protos.add_argument("--no-links", dest="links", action="store_false",
                         help="do not draw lines between mutual nearest keypoints")
+    protos.add_argument("--link-threshold", type=float, default=0.75,
+                        help="draw a line only when the two keypoints are at least this similar (default 0.75)")
     protos.set_defaults(func=run_prototypes)
 
 
@@ -50,7 +52,8 @@ def run_prototypes(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     model = load_model(args.model)
-    protos = prototype_map(model, args.out, skeletons=args.skeletons, method=args.method, links=args.links)
+    protos = prototype_map(model, args.out, skeletons=args.skeletons, method=args.method, links=args.links,
+                           link_threshold=args.link_threshold)
     table = nearest_keypoints(protos, top_k=args.top_k)
     text = nearest_table_json(table) if args.format == "json" else nearest_table_markdown(table)
     if args.table is None:

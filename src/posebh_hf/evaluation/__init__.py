@@ -15,7 +15,7 @@ from .api import PROTOCOLS, Protocol, evaluate
 from .coco import evaluate_aic, evaluate_coco, evaluate_coco_wholebody, evaluate_crowdpose
 from .cocoeval import COCO_STAT_NAMES, FastKeypointEval
 from .errors import EvaluationInputError
-from .oks import oks_matrix, oks_nms, rescore_instances
+from .oks import oks_matrix, oks_nms, oks_pairs, rescore_instances
 from .pck import evaluate_pck, evaluate_pck_auc_epe, keypoint_auc, keypoint_epe, keypoint_pck_accuracy
 from .pckh import evaluate_pckh, pckh_metrics
 
@@ -39,6 +39,7 @@ __all__ = [
     "keypoint_pck_accuracy",
     "oks_matrix",
     "oks_nms",
+    "oks_pairs",
     "pckh_metrics",
     "rescore_instances",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 from ..skeletons import Skeleton, get_skeleton
 from .cocoeval import COCO_STAT_NAMES, build_dt_coco, build_gt_coco, run_keypoint_eval
 from .errors import EvaluationInputError
-from .io import JsonSource, load_coco_ground_truth, load_coco_predictions, source_name
+from .io import JsonSource, load_coco_ground_truth, load_coco_predictions, paused_gc, source_name
 
 __all__ = [
     "CROWD_INDEX_THRESHOLDS",
@@ -48,6 +48,7 @@ def load_inputs(
     return skel, gt_data, load_coco_predictions(pred, gt_data)
 
 
+@paused_gc
 def evaluate_coco(
     gt: JsonSource, pred: JsonSource, skeleton: str | Skeleton = "coco", use_area: bool = True
 ) -> dict[str, float]:
@@ -93,6 +94,7 @@ def _crowd_indices(gt: JsonSource, images: list[dict[str, Any]]) -> dict[Any, fl
     return out
 
 
+@paused_gc
 def evaluate_crowdpose(
     gt: JsonSource, pred: JsonSource, skeleton: str | Skeleton = "crowdpose",
     thresholds: tuple[float, float] = CROWD_INDEX_THRESHOLDS,
@@ -132,6 +134,7 @@ def _wholebody_parts(skel: Skeleton) -> dict[str, slice]:
     return {p: slice(*skel.parts[p]) for p in WHOLEBODY_PARTS}
 
 
+@paused_gc
 def evaluate_coco_wholebody(
     gt: JsonSource, pred: JsonSource, skeleton: str | Skeleton = "coco_wholebody"
 ) -> dict[str, float]:

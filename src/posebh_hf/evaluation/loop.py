@@ -61,7 +61,7 @@ def _objects(row: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def dataset_to_coco(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The dataset's ground truth as a COCO keypoint dict (``crowd_index`` -> ``crowdIndex`` for CrowdPose)."""
-    images, anns = [], []
+    images, anns, cats = [], [], set()
     for row in rows:
         img = {"id": row["image_id"], "width": row.get("width"), "height": row.get("height"),
                "file_name": row.get("file_name")}
@@ -69,18 +69,23 @@ def dataset_to_coco(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             img["crowdIndex"] = float(row["crowd_index"])
         images.append(img)
         for obj in _objects(row):
+            area = obj.get("area")
+            cats.add(int(obj.get("category_id", 1)))
             anns.append({"id": obj["id"], "image_id": row["image_id"], "category_id": obj.get("category_id", 1),
                          "bbox": [float(v) for v in obj["bbox"]], "keypoints": obj["keypoints"].reshape(-1).tolist(),
                          "num_keypoints": int(np.count_nonzero(obj["keypoints"][:, 2] > 0)),
-                         "area": obj.get("area"), "iscrowd": int(obj.get("iscrowd") or 0)})
-    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+                         # a stored area of 0 means "unknown" (e.g. AIC): fall back to 0.53 w h like xtcocotools
+                         "area": float(area) if area is not None and area > 0 else None,
+                         "iscrowd": int(obj.get("iscrowd") or 0)})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": c, "name": str(c)} for c in sorted(cats or {1})]}
 
 
-def _gt_boxes(row: Mapping[str, Any], clean: bool) -> tuple[list[list[float]], list[float], list[Any]]:
+def _gt_boxes(row: Mapping[str, Any], clean: bool) -> tuple[list[list[float]], list[float], list[Any], list[int]]:
     """mmpose's GT instances: non-crowd with labelled keypoints; score 1. With ``clean`` (COCO-style datasets) the
     box is clipped to the image as mmpose's loader does and dropped when empty; MPII/InterHand boxes are used as
-    stored (mmpose crops them from centre/scale without clipping)."""
-    boxes, scores, ids = [], [], []
+    stored (mmpose crops them from centre/scale without clipping). Returns boxes, scores, ids, category ids."""
+    boxes, scores, ids, cats = [], [], [], []
     for obj in _objects(row):
         if obj.get("iscrowd") or not np.any(obj["keypoints"][:, 2] > 0):
             continue
@@ -92,7 +97,8 @@ def _gt_boxes(row: Mapping[str, Any], clean: bool) -> tuple[list[list[float]], l
         boxes.append([float(v) for v in box])
         scores.append(1.0)
         ids.append(obj["id"])
-    return boxes, scores, ids
+        cats.append(int(obj.get("category_id", 1)))  # AP-10K: each instance keeps its species category
+    return boxes, scores, ids, cats
 
 
 def _croppable(box: Sequence[float], row: Mapping[str, Any]) -> bool:
@@ -124,7 +130,8 @@ def predict_instances(
     clean_boxes: bool = True,
 ) -> list[dict[str, Any]]:
     """Run the pipeline on every image: one record per box with ``image_id``, ``annotation_id`` (GT mode),
-    ``keypoints`` [K, 3] ``(x, y, score)``, ``box_score`` and ``area`` (padded crop area, for OKS-NMS)."""
+    ``category_id``, ``keypoints`` [K, 3] ``(x, y, score)``, ``box_score`` and ``area`` (padded crop area, for
+    OKS-NMS)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     dets = None if str(boxes) == "gt" else _detections(boxes, det_category_id, det_score_thr)
@@ -132,10 +139,11 @@ def predict_instances(
     out = []
     for row in tqdm(rows, total=total, desc=f"evaluating {skeleton.name}", disable=not progress, unit="img"):
         if dets is None:
-            box_list, scores, ids = _gt_boxes(row, clean_boxes)
+            box_list, scores, ids, cats = _gt_boxes(row, clean_boxes)
         else:  # boxes that cannot be cropped (empty, or outside the image) are skipped
             pairs = [p for p in dets.get(row["image_id"], []) if _croppable(p[0], row)]
-            box_list, scores, ids = [b for b, _ in pairs], [s for _, s in pairs], [None] * len(pairs)
+            box_list, scores = [b for b, _ in pairs], [s for _, s in pairs]
+            ids, cats = [None] * len(pairs), [det_category_id] * len(pairs)
         if not box_list:
             continue
         results = pipe(row["image"], boxes=box_list, skeletons=[skeleton.name], flip=flip)
@@ -144,12 +152,12 @@ def predict_instances(
         else:
             _, scale = box_to_center_scale(np.asarray(box_list))
         areas = np.prod(scale * 200.0, axis=1)
-        for res, score, ann_id, area in zip(results, scores, ids, areas, strict=True):
+        for res, score, ann_id, cat, area in zip(results, scores, ids, cats, areas, strict=True):
             pred = res[skeleton.name]
             kpts = np.concatenate([np.asarray(pred["keypoints"], np.float64).reshape(-1, 2),
                                    np.asarray(pred["scores"], np.float64).reshape(-1, 1)], axis=1)
-            out.append({"image_id": row["image_id"], "annotation_id": ann_id, "keypoints": kpts,
-                        "box_score": score, "area": float(area)})
+            out.append({"image_id": row["image_id"], "annotation_id": ann_id, "category_id": cat,
+                        "keypoints": kpts, "box_score": score, "area": float(area)})
     return out
 
 
@@ -167,7 +175,8 @@ def _coco_results(instances: Sequence[dict[str, Any]], skeleton: Skeleton, vis_t
         keep = (range(len(insts)) if nms_thr is None
                 else oks_nms(kpts, scores, np.array([i["area"] for i in insts]), sigmas, nms_thr))
         for k in keep:
-            results.append({"image_id": image_id, "category_id": 1, "keypoints": kpts[k].reshape(-1).tolist(),
+            results.append({"image_id": image_id, "category_id": insts[k]["category_id"],
+                            "keypoints": kpts[k].reshape(-1).tolist(),
                             "score": float(scores[k]), "annotation_id": insts[k]["annotation_id"]})
     return results
 
@@ -251,8 +260,9 @@ def evaluate_model(
     if spec.kind == "oks":
         results = _coco_results(instances, skel, vis_thr, nms_thr)
     else:
-        results = [{"image_id": i["image_id"], "category_id": 1, "keypoints": i["keypoints"].reshape(-1).tolist(),
-                    "score": 1.0, "annotation_id": i["annotation_id"]} for i in instances]
+        results = [{"image_id": i["image_id"], "category_id": i["category_id"],
+                    "keypoints": i["keypoints"].reshape(-1).tolist(), "score": 1.0,
+                    "annotation_id": i["annotation_id"]} for i in instances]
     if save_predictions is not None:
         _write_json(save_predictions, results)
     return evaluate(protocol, dataset_to_coco(rows), results, skeleton=skel, **options)

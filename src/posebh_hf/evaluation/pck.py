@@ -18,7 +18,7 @@ import numpy as np
 
 from ..skeletons import Skeleton, get_skeleton
 from .errors import EvaluationInputError
-from .io import JsonSource, load_coco_ground_truth, load_coco_predictions, source_name
+from .io import JsonSource, load_coco_ground_truth, load_coco_predictions, paused_gc, source_name
 
 __all__ = [
     "evaluate_pck",
@@ -146,6 +146,7 @@ def _names(skel: Skeleton | None, k: int) -> list[str]:
     return list(skel.keypoint_names) if skel is not None else [str(i) for i in range(k)]
 
 
+@paused_gc
 def evaluate_pck_auc_epe(
     gt: JsonSource, pred: JsonSource, skeleton: str | Skeleton | None = "interhand", pck_thr: float = 0.2,
     auc_max_px: float = 30.0,
@@ -177,6 +178,7 @@ def _index(skel: Skeleton | None, key: int | str, k: int) -> int:
     return idx
 
 
+@paused_gc
 def evaluate_pck(
     gt: JsonSource, pred: JsonSource, skeleton: str | Skeleton | None = None, thr: float = 0.2,
     norm: str = "bbox", torso: tuple[int | str, int | str] | None = None,

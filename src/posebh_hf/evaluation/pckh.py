@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EvaluationInputError
-from .io import JsonSource, load_json, source_name
+from .io import JsonSource, load_json, paused_gc, source_name
 
 __all__ = [
     "MPII_JOINT_NAMES",
@@ -245,6 +245,7 @@ def load_mpii_predictions(source: JsonSource, gt: MpiiGroundTruth, one_based: bo
     return pred if one_based else pred + 1.0
 
 
+@paused_gc
 def evaluate_pckh(
     gt: JsonSource, pred: JsonSource, headboxes: JsonSource | None = None, pred_one_based: bool = False
 ) -> dict[str, float | None]:

@@ -34,7 +34,8 @@ def save_model_repo(
     **card_kwargs: Any,
 ) -> Path:
     """Write the exact content of a model repo into `folder`: config.json, model.safetensors, README.md (and
-    configuration_posebh.py + modeling_posebh.py + `auto_map` when `remote_code`). Returns the folder."""
+    configuration_posebh.py, modeling_posebh.py, the posebh_*.py modules they import, and `auto_map` when
+    `remote_code`). Returns the folder."""
     check_repo_id(repo_id)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

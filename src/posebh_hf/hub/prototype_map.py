@@ -6,7 +6,7 @@ Keypoint-to-keypoint similarity is what the prototype heatmap uses: the best sim
 pairs, with the model's similarity mode (|cos| for "abs_cosine", so p and -p are the same direction). The 2D map is a
 t-SNE (exact, numpy, seeded and initialised from classical MDS, so it is deterministic) of the distances 1 - s, or
 the MDS itself. Points are coloured by skeleton and labelled by keypoint name; thin grey lines join mutual nearest
-keypoints of different skeletons: the keypoints the model aligned.
+keypoints of different skeletons that are at least 0.75 similar: the keypoints the model aligned.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ __all__ = [
     "render_prototype_map",
 ]
 
+# Links below this similarity would join unrelated keypoints: random 64-d directions already reach ~0.5 under |cos|
+# when the best of M x M = 9 prototype pairs is taken.
+DEFAULT_LINK_THRESHOLD = 0.75
 # tab10, readable on white
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
@@ -187,7 +190,9 @@ def embed_2d(protos: PrototypeSet, method: str = "tsne") -> np.ndarray:
     return _tsne(dist, mds)
 
 
-def _mutual_nearest(protos: PrototypeSet) -> list[tuple[int, int]]:
+def _mutual_nearest(protos: PrototypeSet, threshold: float = 0.0) -> list[tuple[int, int]]:
+    """Pairs (i, j) of keypoints of different skeletons that are each other's nearest in the other's skeleton and
+    at least `threshold` similar."""
     sim = keypoint_similarity(protos.prototypes, protos.prototypes, protos.similarity)
     owners = np.asarray(protos.skeleton_of)
     best: dict[tuple[int, str], int] = {}
@@ -196,13 +201,15 @@ def _mutual_nearest(protos: PrototypeSet) -> list[tuple[int, int]]:
             if other != owners[i]:
                 idx = np.flatnonzero(owners == other)
                 best[(i, other)] = int(idx[np.argmax(sim[i, idx])])
-    return sorted({(min(i, j), max(i, j)) for (i, other), j in best.items() if best[(j, owners[i])] == i})
+    return sorted({(min(i, j), max(i, j)) for (i, other), j in best.items()
+                   if best[(j, owners[i])] == i and sim[i, j] >= threshold})
 
 
 # ---------------------------------------------------------------------------------------------- drawing
 def render_prototype_map(protos: PrototypeSet, coords: np.ndarray, *, title: str = "", size: int = 1400,
-                         links: bool = True) -> np.ndarray:
-    """Draw the map: RGB uint8 [H, W, 3]. Labels that would overlap an earlier label are left out."""
+                         links: bool = True, link_threshold: float = DEFAULT_LINK_THRESHOLD) -> np.ndarray:
+    """Draw the map: RGB uint8 [H, W, 3]. Labels that would overlap an earlier label are left out. Grey lines join
+    mutual nearest keypoints of different skeletons whose similarity is at least `link_threshold`."""
     from PIL import Image, ImageDraw, ImageFont
 
     legend_w, margin, top = 260, 40, 60
@@ -219,7 +226,7 @@ def render_prototype_map(protos: PrototypeSet, coords: np.ndarray, *, title: str
     xy[:, 1] = 2 * offset[1] + span[1] * scale - xy[:, 1]  # y up
     colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(protos.skeletons)}
     if links:
-        for i, j in _mutual_nearest(protos):
+        for i, j in _mutual_nearest(protos, link_threshold):
             draw.line([tuple(xy[i]), tuple(xy[j])], fill=(200, 200, 200), width=1)
     for (x, y), owner in zip(xy, protos.skeleton_of, strict=True):
         draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour[owner], outline=(40, 40, 40))
@@ -243,12 +250,13 @@ def render_prototype_map(protos: PrototypeSet, coords: np.ndarray, *, title: str
     if links:
         y = top + margin + 28 * len(protos.skeletons) + 10
         draw.line([size + 10, y + 9, size + 28, y + 9], fill=(200, 200, 200), width=2)
-        draw.text((size + 36, y + 1), "mutual nearest keypoints", fill=(80, 80, 80), font=font)
+        draw.text((size + 36, y + 1), f"mutual nearest, sim >= {link_threshold:.2f}", fill=(80, 80, 80), font=font)
     return np.asarray(image)
 
 
 def prototype_map(model: PoseBHForPoseEstimation, out: str | Path, *, skeletons: Sequence[str] | None = None,
-                  method: str = "tsne", links: bool = True) -> PrototypeSet:
+                  method: str = "tsne", links: bool = True, link_threshold: float = DEFAULT_LINK_THRESHOLD
+                  ) -> PrototypeSet:
     """Compute and write the map PNG to `out` (atomically). Returns the prototypes used."""
     import os
     import tempfile
@@ -259,7 +267,7 @@ def prototype_map(model: PoseBHForPoseEstimation, out: str | Path, *, skeletons:
     coords = embed_2d(protos, method)
     title = (f"PoseBH keypoint prototypes ({method.upper()}, similarity {protos.similarity}, "
              f"M={protos.prototypes.shape[1]})")
-    image = render_prototype_map(protos, coords, title=title, links=links)
+    image = render_prototype_map(protos, coords, title=title, links=links, link_threshold=link_threshold)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)

@@ -1,18 +1,20 @@
 """Standalone remote code for Hub model repos (`trust_remote_code=True` without `posebh_hf` installed).
 
 transformers' `register_for_auto_class` copies the files that define the config/model classes, but ours live in a
-package with relative imports (`configuration_posebh` -> `skeletons/`, `modeling/` -> six modules), which a Hub repo
-cannot hold. Instead we *generate* two flat modules from the installed sources at push time:
+package (`configuration_posebh` -> `skeletons/`, `modeling/` -> several modules, `ops/`), and a Hub repo holds flat
+files only. So at push time we *generate* flat copies of exactly the modules the two classes need:
 
-  configuration_posebh.py   the config module and everything it imports from posebh_hf (skeletons)
-  modeling_posebh.py        the model module and its posebh_hf imports, minus what the config file already has,
-                            which it imports with `from .configuration_posebh import ...`
+  configuration_posebh.py   posebh_hf/configuration_posebh.py
+  modeling_posebh.py        posebh_hf/modeling/modeling_posebh.py
+  posebh_<path>.py          every other posebh_hf module they import, e.g. posebh_modeling_prototypes.py,
+                            posebh_skeletons.py (a package's __init__), posebh_ops_similarity.py
 
-The flattener follows `from .x import ...` / `from posebh_hf.x import ...` statements, orders modules dependencies
-first, drops the internal imports and `__all__`, and concatenates the rest. It refuses what it cannot flatten
-faithfully (two modules defining the same top-level name, module-object imports, internal imports inside functions),
-so a refactor that breaks the remote code fails at generation time, and the fresh-process test loads the result.
-There is one source of truth: the package itself.
+Each file is its module's source, unchanged except that every import of posebh_hf (`from ..ops.similarity import
+A as B`, `from posebh_hf.skeletons import S`) is rewritten to the flat sibling (`from .posebh_ops_similarity import A
+as B`), which transformers' dynamic-module loader follows and downloads. Modules keep their own namespaces, so
+nothing can shadow anything. Refused (a `RemoteCodeError` at generation time, so a refactor that breaks the remote
+code fails the tests, not the user): `import posebh_hf...` and `from . import module` (module objects), and imports
+from the package root. There is one source of truth: the package itself.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CONFIG_MODULE", "MODEL_MODULE", "RemoteCodeError", "build_remote_code", "write_remote_code"]
+__all__ = ["CONFIG_MODULE", "MODEL_MODULE", "RemoteCodeError", "auto_map", "build_remote_code",
+           "write_remote_code"]
 
 PACKAGE = "posebh_hf"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -38,21 +41,7 @@ AUTO_CLASSES = ("AutoModel", "AutoModelForPoseEstimation")
 
 
 class RemoteCodeError(RuntimeError):
-    """The package sources cannot be flattened into remote code (a bug to fix in the package, not user input)."""
-
-
-@dataclass
-class _Module:
-    name: str  # dotted, relative to the package ("modeling.heads")
-    path: Path
-    deps: list[str] = field(default_factory=list)  # internal modules it imports from
-    imported: list[tuple[str, str, str]] = field(default_factory=list)  # (module, name, alias)
-    external: list[str] = field(default_factory=list)  # import statements kept verbatim
-    chunks: list[tuple[frozenset[str], str]] = field(default_factory=list)  # (names defined, source text)
-
-    @property
-    def defined(self) -> set[str]:
-        return {name for names, _ in self.chunks for name in names}
+    """The package sources cannot be turned into remote code (a bug to fix in the package, not user input)."""
 
 
 def _module_path(name: str) -> Path:
@@ -64,8 +53,17 @@ def _module_path(name: str) -> Path:
     raise RemoteCodeError(f"cannot find module {PACKAGE}.{name} under {PACKAGE_DIR}")
 
 
+def flat_name(module: str) -> str:
+    """The repo file (without .py) that holds package module `module` ("modeling.prototypes")."""
+    if module == CONFIG_ROOT:
+        return CONFIG_MODULE
+    if module == MODEL_ROOT:
+        return MODEL_MODULE
+    return "posebh_" + module.replace(".", "_")
+
+
 def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
-    """The package-relative module an import refers to, or None for external imports."""
+    """The package-relative module an import refers to ("" = the package root), or None for external imports."""
     if node.level == 0:
         if node.module == PACKAGE:
             return ""
@@ -77,179 +75,79 @@ def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
     return ".".join([*base, node.module] if node.module else base)
 
 
-def _is_internal_import(node: ast.AST) -> bool:
-    if isinstance(node, ast.Import):
-        return any(a.name == PACKAGE or a.name.startswith(PACKAGE + ".") for a in node.names)
-    if isinstance(node, ast.ImportFrom):
-        return node.level > 0 or bool(node.module and (node.module == PACKAGE or node.module.startswith(PACKAGE + ".")))
-    return False
-
-
-def _defined_names(node: ast.stmt) -> set[str]:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return {node.name}
-    targets: list[ast.expr] = []
-    if isinstance(node, ast.Assign):
-        targets = node.targets
-    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-        targets = [node.target]
-    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-
-
-def _parse(name: str) -> _Module:
-    path = _module_path(name)
-    source = path.read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    lines = source.splitlines(keepends=True)
-    is_package = path.name == "__init__.py"
-    mod = _Module(name, path)
-    top_level = set(map(id, tree.body))
-    for node in ast.walk(tree):  # internal imports anywhere but the top level cannot be flattened
-        if _is_internal_import(node) and id(node) not in top_level and not _in_type_checking(tree, node):
-            raise RemoteCodeError(f"{path}:{node.lineno}: an import of {PACKAGE} inside a function or block; "
-                                  "use importlib.import_module(...) for lazy imports so remote code can be generated")
-    previous_end = 0
-    for index, node in enumerate(tree.body):
-        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
-        segment = "".join(lines[previous_end: node.end_lineno])
-        previous_end = node.end_lineno or previous_end
-        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            continue  # module docstring
-        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-            continue
-        if _is_type_checking_block(node):
-            continue  # typing-only imports: annotations are strings (`from __future__ import annotations`)
-        if isinstance(node, ast.Assign) and _defined_names(node) == {"__all__"}:
-            continue
-        if isinstance(node, ast.Import):
-            if _is_internal_import(node):
-                raise RemoteCodeError(f"{path}:{node.lineno}: `import {PACKAGE}...` binds a module object; "
-                                      "import names with `from ... import name` instead")
-            mod.external.append("".join(lines[start: node.end_lineno]).strip())
-            continue
-        if isinstance(node, ast.ImportFrom):
-            target = _resolve(node, name, is_package)
-            if target is None:
-                mod.external.append("".join(lines[start: node.end_lineno]).strip())
-                continue
-            for alias in node.names:
-                if target == "" or _is_submodule(target, alias.name):
-                    raise RemoteCodeError(f"{path}:{node.lineno}: `from {'.' * node.level}{node.module or ''} "
-                                          f"import {alias.name}` imports a module object; import its names")
-                mod.imported.append((target, alias.name, alias.asname or alias.name))
-            if target not in mod.deps:
-                mod.deps.append(target)
-            continue
-        mod.chunks.append((frozenset(_defined_names(node)), segment))
-    return mod
-
-
 def _is_submodule(package: str, name: str) -> bool:
     base = PACKAGE_DIR.joinpath(*package.split("."), name)
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
-def _is_type_checking_block(node: ast.stmt) -> bool:
-    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING" \
-        and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in node.body) and not node.orelse
+def _rewrite(module: str) -> tuple[str, list[str]]:
+    """The flat-file source of `module` and the package modules it imports."""
+    path = _module_path(module)
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    is_package = path.name == "__init__.py"
+    edits: list[tuple[int, int, int, int, str]] = []
+    deps: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name == PACKAGE or a.name.startswith(PACKAGE + ".")
+                                                for a in node.names):
+            raise RemoteCodeError(f"{path}:{node.lineno}: `import {PACKAGE}...` binds a module object; import "
+                                  "names with `from ... import name` instead")
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        target = _resolve(node, module, is_package)
+        if target is None:
+            continue
+        for alias in node.names:
+            if _is_submodule(target, alias.name):
+                raise RemoteCodeError(f"{path}:{node.lineno}: `from ... import {alias.name}` imports a module "
+                                      "object; import its names")
+        if target == "":
+            raise RemoteCodeError(f"{path}:{node.lineno}: imports from the {PACKAGE} package root, which pulls in "
+                                  "every layer; import from the defining module instead")
+        names = ", ".join(a.name if a.asname is None else f"{a.name} as {a.asname}" for a in node.names)
+        edits.append((node.lineno, node.col_offset, node.end_lineno or node.lineno, node.end_col_offset or 0,
+                      f"from .{flat_name(target)} import {names}"))
+        if target not in deps:
+            deps.append(target)
+    lines = source.splitlines(keepends=True)
+    for line, col, end_line, end_col, text in sorted(edits, reverse=True):
+        head, tail = lines[line - 1][:col], lines[end_line - 1][end_col:]
+        lines[line - 1: end_line] = [head + text + tail]
+    return "".join(lines), deps
 
 
-def _in_type_checking(tree: ast.Module, target: ast.AST) -> bool:
-    return any(_is_type_checking_block(n) and target in n.body for n in tree.body)
+def _closure(roots: Iterable[str]) -> dict[str, tuple[str, list[str]]]:
+    """{module: (flat source, deps)} for `roots` and every package module they import, transitively."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        if module in out:
+            continue
+        out[module] = _rewrite(module)
+        todo.extend(out[module][1])
+    return out
 
 
-def _closure(root: str) -> list[_Module]:
-    """`root` and every internal module it imports from, dependencies first."""
-    order: list[_Module] = []
-    state: dict[str, str] = {}
-
-    def visit(name: str) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "active":
-            raise RemoteCodeError(f"import cycle through {PACKAGE}.{name}")
-        state[name] = "active"
-        mod = _parse(name)
-        for dep in mod.deps:
-            visit(dep)
-        state[name] = "done"
-        order.append(mod)
-
-    visit(root)
-    return order
-
-
-def _flatten(modules: list[_Module], provided: dict[str, str], header: str) -> tuple[str, dict[str, str]]:
-    """Concatenate `modules`; names they import from modules in `provided` (name -> file) come from that file.
-
-    Returns the source and {defined name: module name} for the names this file defines.
-    """
-    owners: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    bodies: dict[str, str] = {}
-    for mod in modules:
-        kept = []
-        for names, text in mod.chunks:
-            clashes = [n for n in names if n in owners]
-            if clashes and all(sources[n] == text.strip() for n in clashes) and set(clashes) == set(names):
-                continue  # the same helper, word for word, in two modules: keep the first copy
-            for name in clashes:
-                raise RemoteCodeError(f"top-level name {name!r} is defined differently in {PACKAGE}.{owners[name]} "
-                                      f"and {PACKAGE}.{mod.name}; flattening would let one shadow the other")
-            for name in names:
-                owners[name], sources[name] = mod.name, text.strip()
-            kept.append(text)
-        bodies[mod.name] = "".join(kept).strip("\n") + "\n"
-    names_here = {m.name for m in modules}
-    external: list[str] = []
-    from_sibling: dict[str, list[str]] = {}
-    aliases: list[str] = []
-    for mod in modules:
-        for statement in mod.external:
-            if statement not in external:
-                external.append(statement)
-        for target, name, alias in mod.imported:
-            if target in names_here:
-                if alias != name:
-                    aliases.append(f"{alias} = {name}")
-                continue
-            sibling = provided.get(name)
-            if sibling is None:
-                raise RemoteCodeError(f"{PACKAGE}.{mod.name} imports {name!r} from {PACKAGE}.{target}, which is not "
-                                      "part of the generated remote code")
-            entry = name if alias == name else f"{name} as {alias}"
-            if entry not in from_sibling.setdefault(sibling, []):
-                from_sibling[sibling].append(entry)
-    parts = [header, "from __future__ import annotations\n", "\n".join(external) + "\n"]
-    for sibling, names in sorted(from_sibling.items()):
-        parts.append(f"from .{sibling} import {', '.join(sorted(names))}\n")
-    for mod in modules:
-        parts.append(f"\n# {'-' * 40} from {PACKAGE}.{mod.name}\n\n{bodies[mod.name]}")
-    if aliases:
-        parts.append("\n" + "\n".join(dict.fromkeys(aliases)) + "\n")
-    return "\n".join(parts), owners
-
-
-def _header(kind: str) -> str:
+def _header(module: str) -> str:
     from .. import __version__
 
-    return (f'"""PoseBH {kind}, generated from posebh_hf {__version__} for `trust_remote_code=True` loading.\n\n'
-            "Do not edit: regenerate with `posebh_hf.hub.remote_code.write_remote_code`. Needs torch, transformers "
-            '(>=5.10,<6), huggingface_hub and numpy; posebh_hf itself is not needed.\n"""\n')
+    return (f"# Generated from {PACKAGE}.{module} ({PACKAGE} {__version__}) for `trust_remote_code=True` loading; only\n"
+            f"# its {PACKAGE} imports were rewritten to the sibling files of this repo. Do not edit: regenerate with\n"
+            f"# {PACKAGE}.hub.remote_code.write_remote_code. Needs torch, transformers>=5.10,<6 and numpy.\n")
 
 
 def build_remote_code() -> dict[str, str]:
-    """{file name: source} of the two remote-code modules, generated from the package sources."""
-    config_modules = _closure(CONFIG_ROOT)
-    config_source, config_names = _flatten(config_modules, {}, _header("configuration"))
-    config_module_names = {m.name for m in config_modules}
-    model_modules = [m for m in _closure(MODEL_ROOT) if m.name not in config_module_names]
-    provided = dict.fromkeys(config_names, CONFIG_MODULE)
-    model_source, model_names = _flatten(model_modules, provided, _header("model"))
-    for required, names in ((CONFIG_CLASS, config_names), (MODEL_CLASS, model_names)):
-        if required not in names:
-            raise RemoteCodeError(f"{required} is not defined by the generated remote code")
-    return {f"{CONFIG_MODULE}.py": config_source, f"{MODEL_MODULE}.py": model_source}
+    """{file name: source} of the remote-code modules, generated from the package sources."""
+    modules = _closure([CONFIG_ROOT, MODEL_ROOT])
+    files = {}
+    for module, (source, _) in sorted(modules.items()):
+        files[f"{flat_name(module)}.py"] = _header(module) + source
+    for filename, cls in ((f"{CONFIG_MODULE}.py", CONFIG_CLASS), (f"{MODEL_MODULE}.py", MODEL_CLASS)):
+        if not re.search(rf"^class {cls}\b", files[filename], flags=re.MULTILINE):
+            raise RemoteCodeError(f"{cls} is not defined in {filename}")
+    return files
 
 
 def auto_map() -> dict[str, str]:

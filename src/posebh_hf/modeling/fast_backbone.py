@@ -125,16 +125,38 @@ class GroupedExpertMLP(nn.Module):
         if indices.numel() != hidden.shape[0]:
             raise ValueError(f"dataset_index has {indices.numel()} entries for a batch of {hidden.shape[0]}")
         permutation, groups = expert_groups(indices, self.num_experts)
+        if not groups:  # empty batch
+            return hidden.new_zeros(*hidden.shape[:-1], self.fc2.out_features + self.part_features)
+        weights = [merged_expert_linear(self, expert) for expert, _, _ in groups]
+        zero = self._unused_experts_zero({expert for expert, _, _ in groups})
+        if zero is not None:  # attach the unused experts with an exact 0 (see `_unused_experts_zero`)
+            weights[0] = (weights[0][0], weights[0][1] + zero)
         if len(groups) == 1:  # one dataset: a single plain-ViT matmul
-            return F.linear(hidden, *merged_expert_linear(self, groups[0][0]))
+            return F.linear(hidden, *weights[0])
         if permutation is not None:
             hidden = hidden.index_select(0, permutation)
-        parts = [F.linear(hidden[start:stop], *merged_expert_linear(self, expert)) for expert, start, stop in groups]
-        out = torch.cat(parts, dim=0) if parts else hidden.new_zeros(hidden.shape[:-1] + (self.fc2.out_features
-                                                                                          + self.part_features,))
+        parts = [F.linear(hidden[start:stop], *w) for (_, start, stop), w in zip(groups, weights, strict=True)]
+        out = torch.cat(parts, dim=0)
         if permutation is not None:
             out = out.index_select(0, torch.argsort(permutation))  # back to the caller's sample order
         return out
+
+    def _unused_experts_zero(self, used: set[int]) -> torch.Tensor | None:
+        """0 * (sum of the unused experts' parameters) when autograd is recording, else None.
+
+        The masked path multiplies every expert's output by a 0/1 mask, so experts absent from the batch still get
+        a gradient: exactly zero. Keeping them in the graph the same way (through one scalar added to a bias) gives
+        identical `.grad` tensors (zeros, not None), so optimisers (weight decay, momentum) and DDP (which expects
+        a gradient for every parameter) behave exactly as with the masked path, at the cost of one sum per unused
+        expert.
+        """
+        if not torch.is_grad_enabled():
+            return None
+        params = [p for e in range(self.num_experts) if e not in used for p in self.experts[e].parameters()
+                  if p.requires_grad]
+        if not params:
+            return None
+        return torch.stack([p.sum() for p in params]).sum() * 0.0
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, part_features={self.part_features}, dispatch=grouped"

@@ -15,38 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
+from ..ops.similarity import HEATMAP_CLAMP as OPS_HEATMAP_CLAMP
+from ..ops.similarity import prototype_heatmaps
+
 __all__ = ["HEATMAP_CLAMP", "KeypointPrototypes", "init_unit_prototypes_", "prototype_heatmaps"]
 
 # PHM values are clamped to [eps, 1 - eps] as in the official code (they are compared with Gaussian targets).
-HEATMAP_CLAMP = 1e-4
-
-
-def prototype_heatmaps(embeddings: torch.Tensor, prototypes: torch.Tensor, similarity: str = "abs_cosine"
-                       ) -> torch.Tensor:
-    """Prototype heatmaps (paper Eq. 1): per pixel and keypoint, the best similarity over the M prototypes.
-
-    Args:
-        embeddings: raw embedding map [B, D, H, W] (any float dtype).
-        prototypes: [k, M, D] (normalised here, so un-normalised rows are fine).
-        similarity: "abs_cosine" (|cos|, released code) or "cosine" (paper).
-
-    Returns:
-        [B, k, H, W] float32 in [1e-4, 1 - 1e-4]. Always computed in fp32 with autocast disabled.
-    """
-    if embeddings.ndim != 4 or prototypes.ndim != 3 or embeddings.shape[1] != prototypes.shape[-1]:
-        raise ValueError(f"prototype_heatmaps expects embeddings [B, D, H, W] and prototypes [k, M, D] with the same "
-                         f"D, got {tuple(embeddings.shape)} and {tuple(prototypes.shape)}")
-    with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        emb = F.normalize(embeddings.float(), dim=1, eps=1e-12)  # [B, D, H, W]
-        protos = F.normalize(prototypes.float(), dim=-1, eps=1e-12)  # [k, M, D]
-        k, m, _ = protos.shape
-        sims = torch.einsum("bdhw,nd->bnhw", emb, protos.reshape(k * m, -1))  # [B, k*M, H, W]
-        if similarity == "abs_cosine":
-            sims = sims.abs()
-        elif similarity != "cosine":
-            raise ValueError(f"unknown similarity {similarity!r}; expected 'abs_cosine' or 'cosine'")
-        sims = sims.unflatten(1, (k, m)).amax(dim=2)  # [B, k, H, W]
-        return sims.clamp(HEATMAP_CLAMP, 1.0 - HEATMAP_CLAMP)
+HEATMAP_CLAMP = OPS_HEATMAP_CLAMP[0]
 
 
 @torch.no_grad()

@@ -316,12 +316,16 @@ class LoggingConfig:
     Attributes:
         trackers: Accelerate tracker names ("tensorboard", "wandb", ...; [] = none).
         project_name: run name passed to `init_trackers`.
-        every_steps: log the loss terms, lr and prototype statistics every N steps.
+        every_steps: log the loss terms, lr and prototype statistics every N steps (also to
+            ``<output_dir>/metrics.jsonl``).
+        param_digest: at the end, every process writes a hash of its parameters and prototypes to
+            ``<output_dir>/param_digest/rank_<i>.txt`` (tests check that processes agree).
     """
 
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     project_name: str = "posebh"
     every_steps: int = 10
+    param_digest: bool = False
 
 
 @dataclass
@@ -359,7 +363,7 @@ class TrainConfig:
     mode: str = "posebh"
     output_dir: str = "outputs/posebh"
     seed: int = 0
-    mixed_precision: str | None = None
+    mixed_precision: str | bool | None = None
     gradient_accumulation_steps: int = 1
     max_steps: int | None = None
     max_nonfinite_steps: int = 10
@@ -378,6 +382,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mixed_precision is False:  # YAML 1.1 reads an unquoted `no` as false
+            self.mixed_precision = "no"
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise ConfigError(f"mixed_precision must be no, fp16, bf16 or null, got {self.mixed_precision!r}")
         if self.gradient_accumulation_steps < 1:

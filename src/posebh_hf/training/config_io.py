@@ -177,7 +177,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type
 
     With `schema` (the root dataclass), each key is checked against the dataclass fields before it is set, so
     ``schedule.epoch=3`` fails with a suggestion instead of being silently added. List items are addressed by
-    index (``data.datasets.0.ratio=2``).
+    index (``data.datasets.0.ratio=2``); the index one past the end appends.
     """
     for text in overrides:
         parts, value = parse_override(text)
@@ -188,8 +188,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type
             last = depth == len(parts) - 1
             tp = _child_type(tp, part, here) if tp is not None else None
             if isinstance(node, list):
-                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-                    raise ConfigError(f"override {text!r}: {here!r} needs a list index in [0, {len(node)})")
+                # an index equal to the length appends (data.datasets.2={...} adds a third dataset)
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) <= len(node):
+                    raise ConfigError(f"override {text!r}: {here!r} needs a list index in [0, {len(node)}]")
+                if int(part) == len(node):
+                    node.append(value if last else {})
                 if last:
                     node[int(part)] = value
                 else:

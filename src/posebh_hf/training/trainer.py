@@ -8,6 +8,8 @@ are functions of the step, so `--resume` continues exactly where a checkpoint wa
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -207,12 +209,12 @@ class Trainer:
         self.state.nonfinite_streak += 1
         self.state.nonfinite_total += 1
         limit = self.cfg.max_nonfinite_steps
-        self._print(f"step {self.state.step}: non-finite loss ({result.logs.get('loss')}) on at least one process; "
+        self._print(f"step {self.state.step + 1}: non-finite loss ({result.logs.get('loss')}) on at least one process; "
                     f"step skipped ({self.state.nonfinite_streak} in a row, limit {limit})")
         if self.state.nonfinite_streak >= limit:
             raise NonFiniteLossError(
                 f"stopping: {self.state.nonfinite_streak} consecutive steps had a non-finite loss (last at step "
-                f"{self.state.step}, epoch {self.epoch_of(self.state.step)}); last terms: "
+                f"{self.state.step + 1}, epoch {self.epoch_of(self.state.step)}); last terms: "
                 f"{ {k: v for k, v in result.logs.items() if not k.startswith('css_')} }. Lower optimizer.lr, "
                 f"check the data, or use mixed_precision=no / bf16; raise max_nonfinite_steps to tolerate more.")
         return {"nonfinite": 1.0, "nonfinite_total": float(self.state.nonfinite_total)}
@@ -247,7 +249,9 @@ class Trainer:
                 for batch in loader:
                     if start >= stop:
                         break
+                    tic = time.perf_counter()
                     logs = self.train_step(batch)
+                    logs["time/step_s"] = time.perf_counter() - tic
                     for key, value in logs.items():
                         window[key].append(value)
                     self.state.step += 1
@@ -264,9 +268,11 @@ class Trainer:
                 self._log_window(window)
         finally:
             bar.close()
+        self._save_checkpoint(final=True)  # before the evaluation: the saved RNG state is the loop's
         if self.cfg.eval.at_end and not self.evaluations_at(self.state.step):
             self._evaluate()
-        self._save_checkpoint(final=True)
+        if self.cfg.logging.param_digest:
+            self.write_param_digest()
         final, pack = self._save_final()
         self.acc.end_training()
         return TrainResult(self.output_dir, final, self.state.step, self.history, self.evaluations, pack)
@@ -288,6 +294,7 @@ class Trainer:
         values["step"] = float(self.state.step)
         self.history.append(values)
         self.acc.log({k: v for k, v in values.items() if k != "step"}, step=self.state.step)
+        self._append_metrics({"type": "train", **values})
 
     def _maybe_evaluate(self, epoch: int) -> None:
         every = self.cfg.eval.every_epochs
@@ -301,11 +308,33 @@ class Trainer:
                            world_size=self.world, gather=gather_object, device=self.acc.device)
         metrics["step"] = float(self.state.step)
         self.evaluations.append(metrics)
+        self._append_metrics({"type": "eval", **metrics})
         self.acc.log({k: v for k, v in metrics.items() if k != "step"}, step=self.state.step)
         summary = ", ".join(f"{k[4:]} {v:.4f}" for k, v in metrics.items()
                             if k in ("val/pck", "val/ap", "val/epe"))
         self._print(f"step {self.state.step}: validation {summary}")
         return metrics
+
+    def _append_metrics(self, record: dict[str, float | str]) -> None:
+        """One JSON line per log window / evaluation in ``<output_dir>/metrics.jsonl`` (main process)."""
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with (self.output_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def write_param_digest(self) -> Path:
+        """SHA-256 of this process's parameters and prototype buffers (to check that processes agree)."""
+        digest = hashlib.sha256()
+        tensors = dict(self.unwrapped.named_parameters())
+        tensors.update({k: v for k, v in self.unwrapped.named_buffers() if "prototypes" in k})
+        for name in sorted(tensors):
+            digest.update(name.encode())
+            digest.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
+        folder = self.output_dir / "param_digest"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"rank_{self.acc.process_index}.txt"
+        write_json_atomic(path, digest.hexdigest())
+        return path
 
     def _init_trackers(self) -> None:
         if not self.cfg.logging.trackers:

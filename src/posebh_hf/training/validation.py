@@ -101,7 +101,9 @@ def _predict(model: nn.Module, vset: ValidationSet, indices: Sequence[int], batc
 
     k = vset.skeleton.num_keypoints
     preds, scores, gts = [np.zeros((0, k, 2))], [np.zeros((0, k))], [np.zeros((0, k, 3))]
-    loader = DataLoader(Subset(vset.view, list(indices)), batch_size=batch_size, collate_fn=PoseCollator(k))
+    # own generator: evaluation must not consume the global RNG that training (and its checkpoints) use
+    loader = DataLoader(Subset(vset.view, list(indices)), batch_size=batch_size, collate_fn=PoseCollator(k),
+                        generator=torch.Generator().manual_seed(0))
     for batch in loader:
         pixels = batch["pixel_values"].to(device)
         out = model(pixels, dataset_index=vset.dataset_index, heads=[vset.name])

@@ -1,0 +1,136 @@
+"""The mdt_mini study script's bookkeeping (fake run results) and the embedded default model (when present)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+APP_MODEL = REPO / "app" / "default_model"
+
+
+def _load_study():
+    spec = importlib.util.spec_from_file_location("mdt_mini_study", REPO / "benchmarks" / "mdt_mini_study.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mdt_mini_study"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+study = _load_study()
+
+
+def _run(variant: str, seed: int, pck: dict[str, float], ap: float = 0.5) -> object:
+    metrics = {d: {"pck": v, "ap": ap, "instances": 10.0} for d, v in pck.items()}
+    return study.RunResult(variant, seed, metrics, train_s=60.0, total_s=90.0, config=variant)
+
+
+def test_mean_std_matches_statistics() -> None:
+    values = [0.61, 0.55, 0.70]
+    mean, std, n = study.mean_std(values)
+    assert n == 3
+    assert mean == pytest.approx(statistics.mean(values))
+    assert std == pytest.approx(statistics.stdev(values))
+    assert study.mean_std([0.4]) == (0.4, 0.0, 1)
+    assert study.mean_std([float("nan"), 0.2])[2] == 1  # non-finite values are ignored
+    assert study.mean_std([])[2] == 0
+
+
+def test_parse_metrics_reads_trainer_keys() -> None:
+    flat = {"val/lspe/pck": 0.5, "val/lspe/ap": 0.2, "val/pck": 0.5, "step": 120.0, "val/bee/epe": 3.0}
+    assert study.parse_metrics(flat) == {"lspe": {"pck": 0.5, "ap": 0.2}, "bee": {"epe": 3.0}}
+
+
+def test_table_cells_are_mean_and_std_over_seeds() -> None:
+    datasets = ("a", "b")
+    results = [_run("multihead", s, {"a": v, "b": 0.2}) for s, v in enumerate([0.4, 0.5, 0.6])]
+    results += [_run("prototypes", 0, {"a": 0.3, "b": 0.1})]
+    results += [_run("single", 0, {"a": 0.9}), _run("single", 0, {"b": 0.7})]
+    table = study.render_table(results, datasets)
+    lines = table.splitlines()
+    multi = next(line for line in lines if line.startswith("| (b)"))
+    cells = [c.strip() for c in multi.strip("|").split("|")]
+    # a: mean 50.0, sample std 10.0; b: 20.0 with zero spread; mean PCK per seed (0.3, 0.35, 0.4)
+    assert cells[1] == "0,1,2"
+    assert cells[2] == "50.0 ± 10.0"
+    assert cells[4] == "20.0 ± 0.0"
+    assert cells[6] == f"{35.0:.1f} ± {statistics.stdev([30.0, 35.0, 40.0]):.1f}"
+    single = next(line for line in lines if line.startswith("| (a)"))
+    scells = [c.strip() for c in single.strip("|").split("|")]
+    assert scells[2] == "90.0" and scells[4] == "70.0"  # one seed: no ±
+    assert scells[6] == "80.0"  # the mean of the separate single-dataset models
+    assert "| (c) + prototypes | 0 | 30.0 |" in table
+    assert "(d)" not in table  # no run, no row
+
+
+def test_missing_dataset_renders_dash() -> None:
+    table = study.render_table([_run("multihead", 0, {"a": 0.5})], ("a", "b"))
+    row = next(line for line in table.splitlines() if line.startswith("| (b)"))
+    assert "–" in row
+
+
+def test_best_variant_uses_mean_over_datasets() -> None:
+    results = [_run("multihead", 0, {"a": 0.5, "b": 0.5}), _run("prototypes", 0, {"a": 0.9, "b": 0.0}),
+               _run("prototypes_css", 0, {"a": 0.6, "b": 0.5})]
+    assert study.best_variant(results, ("a", "b")) == ("prototypes_css", pytest.approx(0.55))
+    with pytest.raises(ValueError):
+        study.best_variant([], ("a",))
+
+
+def test_write_table_block_keeps_surrounding_text(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# T\n\nintro\n\n{study.BEGIN}\nold\n{study.END}\n\nanalysis\n")
+    study.write_table_block(doc, "new table")
+    text = doc.read_text()
+    assert "old" not in text and "new table" in text
+    assert text.startswith("# T\n\nintro") and text.rstrip().endswith("analysis")
+    fresh = tmp_path / "fresh.md"
+    study.write_table_block(fresh, "x")
+    assert study.BEGIN in fresh.read_text()
+
+
+def test_merge_splits_filters_and_refuses_id_clash() -> None:
+    train = {"images": [{"id": 1, "lic": 4}, {"id": 2, "lic": 1}], "annotations": [{"id": 10, "image_id": 1},
+                                                                                  {"id": 11, "image_id": 2}],
+             "categories": [{"id": 1}]}
+    val = {"images": [{"id": 3, "lic": 4}], "annotations": [{"id": 12, "image_id": 3}], "categories": [{"id": 1}]}
+    merged = study.merge_splits(train, val, lambda im: im["lic"] == 4)
+    assert [im["id"] for im in merged["images"]] == [1, 3]
+    assert [a["id"] for a in merged["annotations"]] == [10, 12]
+    assert merged["categories"] == [{"id": 1}]
+    with pytest.raises(ValueError, match="share image ids"):
+        study.merge_splits(train, {"images": [{"id": 2}], "annotations": []})
+
+
+def test_load_results_roundtrip(tmp_path: Path) -> None:
+    run = tmp_path / "multihead_s1"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps({"variant": "multihead", "seed": 1, "config": "multihead",
+                                                 "metrics": {"a": {"pck": 0.5}}, "train_s": 1.0, "total_s": 2.0}))
+    (results,) = study.load_results(tmp_path)
+    assert results.seed == 1 and results.metrics == {"a": {"pck": 0.5}}
+    assert "| multihead | 1 | 0.0 | 0.0 |" in study.render_times([results])
+
+
+@pytest.mark.skipif(not (APP_MODEL / "config.json").is_file(), reason="app/default_model is not in this checkout")
+def test_default_model_loads_and_predicts_finite_keypoints() -> None:
+    from posebh_hf.pipeline import PoseBHPipeline
+
+    pipe = PoseBHPipeline.from_pretrained(str(APP_MODEL))
+    assert next(pipe.model.parameters()).dtype.is_floating_point
+    assert (APP_MODEL / "model.safetensors").stat().st_size < 25e6
+    assert (APP_MODEL / "README.md").is_file()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, size=(200, 150, 3), dtype=np.uint8)
+    (result,) = pipe(image, boxes=[[10.0, 20.0, 100.0, 150.0]], flip=False)
+    assert set(result) == set(pipe.model.config.dataset_names)
+    for name, pred in result.items():
+        k = pipe.skeleton(name).num_keypoints
+        assert pred["keypoints"].shape == (k, 2) and pred["scores"].shape == (k,)
+        assert np.isfinite(pred["keypoints"]).all() and np.isfinite(pred["scores"]).all()
