@@ -339,9 +339,10 @@ def analyze(runs: Path = RUNS) -> str:
         drift = [h["proto/drift"] for h in hist if "proto/drift" in h]
         if drift:
             steps = sum(1 for h in hist if "proto/drift" in h)
+            n = int(max((h["step"] for h in hist if h.get("stage/update_prototypes") == 1.0), default=0))
             out.append(f"- momentum updates: per-step drift 1 - cos(before, after) logged in {steps} windows, mean "
-                       f"{sum(drift) / len(drift):.2e}; with momentum {json.loads(json.dumps(0.999))} a prototype "
-                       f"keeps 0.999^n of its random init after n updates")
+                       f"{sum(drift) / len(drift):.2e}; with momentum 0.999 a prototype keeps at least 0.999^n of "
+                       f"its random init after n updates: n = {n} here, 0.999^{n} = {0.999 ** n:.3f}")
         out.extend(css_summary(hist, list(model.config.dataset_names)))
         last = hist[-1] if hist else {}
         terms = {k: v for k, v in last.items() if k.endswith("loss") or k.startswith("proto/")}

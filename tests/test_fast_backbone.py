@@ -14,6 +14,7 @@ from posebh_hf.modeling import PoseBHConfig, PoseBHForPoseEstimation
 from posebh_hf.modeling.fast_backbone import (
     GroupedExpertMLP,
     attention_implementation,
+    clear_merged_weight_cache,
     disable_grouped_experts,
     enable_grouped_experts,
     expert_dispatch,
@@ -218,3 +219,48 @@ def test_channels_last_heads_keep_values():
         assert model.heads[1].deconv1.weight.is_contiguous(memory_format=torch.channels_last)
         after = model(x, 1, heads=["aic"]).heatmaps["aic"]
     assert_close(after, before)
+
+
+def test_merged_weight_cache_follows_weight_updates():
+    """Inference caches the merged expert weights, but never serves stale ones after an update."""
+    model, reference = tiny_model(), tiny_model()  # same weights; `reference` keeps the masked path
+    enable_grouped_experts(model)
+    mlp = model.backbone.encoder.layer[1].mlp
+    x, index = inputs(2), [3, 3]
+
+    def check() -> None:
+        with torch.no_grad():
+            assert_close(model(x, index, heads=["ap10k"]).heatmaps["ap10k"],
+                         reference(x, index, heads=["ap10k"]).heatmaps["ap10k"])
+
+    check()
+    assert set(mlp._cache) == {3}
+    cached_weight = mlp._cache[3][1]
+    check()
+    assert mlp._cache[3][1] is cached_weight  # reused, not rebuilt
+    with torch.no_grad():  # an optimiser-style in-place update of the expert, in both models
+        for m in (model, reference):
+            m.backbone.encoder.layer[1].mlp.experts[3].weight.add_(0.5)
+    check()
+    assert mlp._cache[3][1] is not cached_weight
+    state = {k: v + 0.1 if ".mlp." in k else v for k, v in tiny_model(seed=1).state_dict().items()}
+    model.load_state_dict(state)
+    reference.load_state_dict(state)
+    check()
+    model.train()
+    assert not mlp._cache
+    model.eval()
+    enable_grouped_experts(model, cache_merged_weights=False)
+    check()
+    assert not mlp._cache
+    with torch.no_grad():  # `.data` writes bypass the version counter: the documented escape hatch
+        mlp.experts[3].weight.data.mul_(2.0)
+        reference.backbone.encoder.layer[1].mlp.experts[3].weight.mul_(2.0)
+    check()
+    enable_grouped_experts(model)  # cache on again; after `.data` surgery, clear it explicitly
+    check()
+    with torch.no_grad():
+        mlp.experts[3].weight.data.mul_(0.5)
+        reference.backbone.encoder.layer[1].mlp.experts[3].weight.mul_(0.5)
+    clear_merged_weight_cache(model)
+    check()

@@ -295,7 +295,6 @@ def test_attach_rejects_unknown_inputs(model: PoseBHForPoseEstimation, tmp_path:
 # The model side of attaching (owned by modeling/, see the hub report to the lead): `model.attach_prototype_pack`
 # delegating to `posebh_hf.hub.attach`, `config.dataset_index_of(attached)` returning the pack's expert, and
 # `heads=[attached]` returning the prototype heatmaps. Remove the xfail mark when those land.
-@pytest.mark.xfail(strict=True, reason="needs the modeling hooks described in the hub report")
 def test_model_serves_an_attached_skeleton_like_a_head(model: PoseBHForPoseEstimation, pixels: torch.Tensor):
     import numpy as np
 

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 
-from conftest import shared_path
 from posebh_hf.processing_posebh import PoseBHImageProcessor
 
 # boxes inside, partly outside (left / bottom-right), tiny, and wider than tall

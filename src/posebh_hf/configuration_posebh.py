@@ -90,6 +90,7 @@ class PoseBHConfig(PreTrainedConfig):
     num_keypoints: list[int] | tuple[int, ...] | None = None
     skeletons: dict[str, dict] | None = None
     extra_prototype_skeletons: list[str] | tuple[str, ...] = ()
+    extra_prototype_dataset_index: dict[str, int] | None = None
     head_type: str = "classic"
     head_channels: int = 256
     scale_factor: int = 4
@@ -233,11 +234,14 @@ class PoseBHConfig(PreTrainedConfig):
         return sum(len(self.skeletons[n]["keypoints"]) for n in self.prototype_skeleton_names)
 
     def dataset_index_of(self, name: str) -> int:
-        """The `dataset_index` (expert / head index) of a dataset name."""
-        try:
+        """The `dataset_index` (expert) of a dataset, or the expert an attached prototype skeleton routes through."""
+        if name in self.dataset_names:
             return self.dataset_names.index(name)
-        except ValueError:
-            raise ValueError(f"unknown dataset {name!r}; this model has heads for {self.dataset_names}") from None
+        routing = self.extra_prototype_dataset_index or {}
+        if name in routing:
+            return int(routing[name])
+        raise ValueError(f"unknown dataset {name!r}; this model has heads for {self.dataset_names} and attached "
+                         f"skeletons {list(routing)}")
 
     def get_skeleton(self, name: str) -> Skeleton:
         """The `Skeleton` stored in this config for a dataset or extra prototype skeleton."""

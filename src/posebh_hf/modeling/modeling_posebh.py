@@ -7,6 +7,7 @@ per keypoint, D embedding dim, H x W heatmap size (4h x 4w).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -127,10 +128,13 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         index = self.dataset_index_tensor(dataset_index, pixel_values.shape[0], pixel_values.device)
         head_names = self._resolve_heads(heads, index)
         features, backbone_out = backbone_feature_map(self.backbone, pixel_values, index, **kwargs)  # [B, C, h, w]
-        heatmaps = {name: self.heads[self.config.dataset_names.index(name)](features) for name in head_names}
+        datasets = self.config.dataset_names
         embeddings = prototype_maps = None
-        if output_embeddings or output_prototype_heatmaps:
+        if output_embeddings or output_prototype_heatmaps or any(n not in datasets for n in head_names):
             embeddings = self.embedding_head(features)  # [B, D, H, W]
+        # attached (head-less) skeletons answer with their prototype heatmaps
+        heatmaps = {name: self.heads[datasets.index(name)](features) if name in datasets
+                    else self.prototype_heatmaps(embeddings, name) for name in head_names}
         if output_prototype_heatmaps:
             names = head_names if prototype_skeletons is None else self._check_prototype_names(prototype_skeletons)
             prototype_maps = {name: self.prototype_heatmaps(embeddings, name) for name in names}
@@ -203,6 +207,7 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
 
     def _resolve_heads(self, heads: str | Iterable[str | int] | None, index: torch.Tensor) -> list[str]:
         names = self.config.dataset_names
+        extra = list(self.config.extra_prototype_skeletons)
         if heads is None:
             present = set(index.unique().tolist())
             return [name for i, name in enumerate(names) if i in present]
@@ -211,14 +216,15 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         wanted = set()
         for head in heads:
             if isinstance(head, str):
-                if head not in names:
-                    raise ValueError(f"unknown head {head!r}; this model has heads for {names}")
+                if head not in names and head not in extra:
+                    raise ValueError(f"unknown head {head!r}; this model has heads for {names} and attached "
+                                     f"prototype skeletons {extra}")
                 wanted.add(head)
             elif not 0 <= int(head) < len(names):
                 raise ValueError(f"head index {head} is out of range for {len(names)} heads {names}")
             else:
                 wanted.add(names[int(head)])
-        return [name for name in names if name in wanted]
+        return [name for name in [*names, *extra] if name in wanted]
 
     def _check_prototype_names(self, requested: Iterable[str]) -> list[str]:
         requested = [requested] if isinstance(requested, str) else list(requested)
@@ -250,6 +256,16 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         self.config.skeletons = {**self.config.skeletons, name: skeleton.to_dict()}
         self.config.extra_prototype_skeletons = [*self.config.extra_prototype_skeletons, name]
         return rows
+
+    def attach_prototype_pack(self, pack: Any, replace: bool = False, allow_fingerprint_mismatch: bool = False,
+                              **hub_kwargs: Any) -> slice:
+        """Attach a prototype pack: a `posebh_hf.hub.PrototypePack`, a pack folder or a Hub repo id `org/name`
+        (`revision=`, `token=`, ... go to the download). Checks D, M, similarity and the embedding-head fingerprint;
+        refuses an existing skeleton name unless `replace=True`. Returns the new prototype rows."""
+        # hub/ is layer 4: imported by name at call time so modeling (layer 2) never imports it
+        attach = importlib.import_module("posebh_hf.hub.attach")
+        return attach.attach_prototype_pack(self, pack, replace=replace,
+                                            allow_fingerprint_mismatch=allow_fingerprint_mismatch, **hub_kwargs)
 
     @torch.no_grad()
     def set_skeleton_prototypes(self, name: str, prototypes: torch.Tensor) -> None:
