@@ -269,7 +269,8 @@ def write_doc_table() -> None:
     table = render_table([*mean_pose_baseline(), *results])
     block = (f"Val splits, x100, mean ± std over seeds (single-dataset models: one seed). Machine: "
              f"{json.loads(next(RUNS.glob('*/result.json')).read_text())['machine']}.\n\n"
-             f"{table}\n\nWall time per run:\n\n{render_times(results)}")
+             f"{table}\n\nWall time per run (in-process; the process wall times in `/work/notes/study.log` add "
+             f"0.5–1.5 min of imports and start-up):\n\n{render_times(results)}")
     write_table_block(DOC, block)
     print(table)
 
@@ -467,6 +468,24 @@ EXCLUDED = (
 )
 
 
+# What `posebh predict` with this model showed on ../shared/data/examples and three mdt_mini crops (looked at by eye;
+# the commands and the full description are in docs/mdt_mini.md). Rendered into the card.
+OVERLAY_NOTES = (
+    "Looked at by eye; commands and details in `docs/mdt_mini.md`.\n\n"
+    "- **People (`coco` head)**: bus.jpg, zidane.jpg and the two people in coco_000000442450, each given a box: every "
+    "keypoint score is at most 0.25, so nothing is drawn at the default threshold of 0.3. Whole-image boxes on "
+    "astronaut.png and camera.png give a few points (up to 0.43) on the chest and at the camera, not on joints. On "
+    "the left rider of coco_000000214753 (a CC BY photo in its training data) 3 points of 17 pass 0.3: the left "
+    "shoulder and both hips, roughly where they are on this rider seen from behind. An "
+    "unseen coco_mini val crop (441444) gets scores of at most 0.12. The human head has not learned people.\n"
+    "- **Lab mice, frames the model trained on**: on a mirror_mouse frame, about 6 of 17 keypoints land on the right "
+    "spot (nose, tail base and tail middle in the top view, a hind paw in each view, the nose in the mirror view). The "
+    "others fall on the wrong paw or the obstacle. On a dlc_openfield frame, all four keypoints are at the snout: the "
+    "head is found, but ears and tail base are not told apart.\n"
+    "- **Cats, dogs (`dlc_openfield` / `mirror_mouse` heads)**: points with scores of 0.3-0.55 scattered over fur and "
+    "background. They mean nothing; no head was trained on these animals.")
+
+
 def export_default(run: Path = DEFAULT_RUN, out: Path = APP_MODEL) -> Path:
     """fp16 `save_pretrained` of the trained default model + its image processor + card, into `out` (atomically).
 
@@ -494,6 +513,9 @@ def export_default(run: Path = DEFAULT_RUN, out: Path = APP_MODEL) -> Path:
         PoseBHImageProcessor(size={"height": height, "width": width},
                              heatmap_size={"height": height // 4, "width": width // 4}).save_pretrained(tmp)
         (tmp / "README.md").write_text(render_default_card(cfg, data, tmp, ModelCard, ModelCardData))
+        tmp.chmod(0o755)  # mkdtemp creates 0700; this folder is committed
+        for file in tmp.iterdir():
+            file.chmod(0o644)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -509,8 +531,14 @@ def render_default_card(cfg: Any, data: dict[str, Any], folder: Path, model_card
     agg = aggregate([r for r in results if r.variant == variant]).get(variant, {})
     seeds = sorted({r.seed for r in results if r.variant == variant})
     study_name = {"coco": "coco_mini"}
+    const = aggregate(mean_pose_baseline()).get("mean_pose", {})
     metric_rows = [{"dataset": study_name.get(n, n), "pck": fmt(agg.get(study_name.get(n, n), {}).get("pck")),
-                    "ap": fmt(agg.get(study_name.get(n, n), {}).get("ap"))} for n in cfg.dataset_names]
+                    "ap": fmt(agg.get(study_name.get(n, n), {}).get("ap")),
+                    "mean_pose": fmt(const.get(study_name.get(n, n), {}).get("pck"))} for n in cfg.dataset_names]
+    counts = [len(json.loads((TRAINVAL / f"{study_name.get(n, n)}_trainval.json").read_text())["annotations"])
+              for n in cfg.dataset_names if (TRAINVAL / f"{study_name.get(n, n)}_trainval.json").is_file()]
+    study_steps = next((json.loads(p.read_text()).get("steps") for p in sorted(RUNS.glob(f"{variant}_s*/result.json"))),
+                       None)
     val_sizes = ", ".join(f"{study_name.get(n, n)} {int(agg.get(study_name.get(n, n), {}).get('instances', (0,))[0])}"
                           for n in cfg.dataset_names)
     coco = json.loads((TRAINVAL / "coco_mini_trainval.json").read_text())
@@ -535,6 +563,7 @@ def render_default_card(cfg: Any, data: dict[str, Any], folder: Path, model_card
         "excluded_rows": [{"name": n, "text": t} for n, t in EXCLUDED],
         "metric_rows": metric_rows, "study_seeds": len(seeds), "val_sizes": val_sizes,
         "coco_instances": len(coco["annotations"]), "coco_images": len({im["source_image_id"] for im in coco["images"]}),
+        "num_instances": sum(counts), "study_steps": study_steps, "overlay_notes": OVERLAY_NOTES,
     }
     card = model_card.from_template(card_data, template_path=str(CARD), **values)
     return str(card).rstrip() + "\n"

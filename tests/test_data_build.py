@@ -147,3 +147,16 @@ def test_cli_show_and_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "train: 1 images, 1 annotations" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["apt36k_test.json", "apt36k_train.json",
                                                                  "apt36k_val.json"]
+
+
+def test_cli_push_to_hub_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = shared_path("real", "ochuman")
+    with mock.patch("posebh_hf.data.push.HfApi") as api_class:
+        api_class.return_value.upload_folder.return_value = mock.Mock(commit_url="https://hub/c/2")
+        code = main(["data", "build", "--format", "ochuman", "--annotations", str(folder / "test_ochuman.json"),
+                     "--images", str(folder), "--out", str(tmp_path / "oc"), "--split", "val", "--no-progress",
+                     "--push-to-hub", "org/ochuman", "--private"])
+    assert code == 0 and "pushed to https://hub/c/2" in capsys.readouterr().out
+    api = api_class.return_value
+    api.create_repo.assert_called_once_with("org/ochuman", repo_type="dataset", private=True, exist_ok=True)
+    assert api.upload_folder.call_args.kwargs["commit_message"] == "Add ochuman val split"

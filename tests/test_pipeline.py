@@ -83,3 +83,11 @@ def test_from_pretrained_round_trip(tiny_model, tmp_path):
     a = PoseBHPipeline(tiny_model)(blob_image(), skeletons=["mpii"])[0]["mpii"]["keypoints"]
     b = pipe(blob_image(), skeletons=["mpii"])[0]["mpii"]["keypoints"]
     assert np.allclose(a, b, atol=1e-4)
+
+
+def test_processor_defaults_to_the_backbone_input_size(tmp_path):
+    model = PoseBHForPoseEstimation(PoseBHConfig.tiny(image_size=[128, 96]))
+    model.save_pretrained(tmp_path)  # no preprocessor_config.json
+    pipe = PoseBHPipeline.from_pretrained(tmp_path)
+    assert pipe.image_processor.input_size == (96, 128)
+    assert pipe(blob_image(), skeletons=["coco"])[0]["coco"]["keypoints"].shape == (17, 2)

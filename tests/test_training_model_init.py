@@ -85,3 +85,17 @@ def test_unknown_dataset_falls_back_and_bad_init_is_a_config_error(source_dir: P
     torch.testing.assert_close(model.heads[1].deconv2.weight, source.heads[1].deconv2.weight)
     with pytest.raises(ConfigError, match="model.init"):
         build_model(_cfg(tmp_path / "missing", "posebh", ["coco"]), {"coco": get_skeleton("coco")})
+
+
+def test_grouped_experts_option_keeps_keys_and_function(source_dir: Path) -> None:
+    names = ["coco", "ap10k"]
+    skeletons = {n: get_skeleton(n) for n in names}
+    plain, _ = build_model(_cfg(source_dir, "posebh", names), skeletons)
+    grouped, _ = build_model(_cfg(source_dir, "posebh", names, ["model.grouped_experts=true"]), skeletons)
+    assert plain.state_dict().keys() == grouped.state_dict().keys()
+    x = torch.randn(3, 3, *IMAGE)
+    index = torch.tensor([0, 1, 1])
+    plain.eval(), grouped.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(grouped.backbone_features(x, index), plain.backbone_features(x, index),
+                                   rtol=1e-4, atol=1e-5)

@@ -8,7 +8,14 @@ from torch import nn
 
 from posebh_hf.configuration_posebh import PoseBHConfig
 from posebh_hf.modeling import PoseBHForPoseEstimation
-from posebh_hf.training import ConfigError, LRSchedule, ScheduleConfig, StageSchedule, apply_stage, parse_event
+from posebh_hf.training import (
+    ConfigError,
+    LRSchedule,
+    ScheduleConfig,
+    StageSchedule,
+    apply_stage,
+    parse_event,
+)
 
 
 @pytest.fixture(scope="module")

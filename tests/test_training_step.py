@@ -64,10 +64,11 @@ def test_stage1_trains_only_the_embedding_head_and_updates_prototypes() -> None:
     result = compute_losses(model, bank, _batch(), flags, _ctx(model))
     result.loss.backward()
     assert _grads(model) == {"backbone": False, "heads": False, "embedding_head": True}
-    for key in ("head_loss", "phm_loss", "proto_loss", "ppc_0", "ppd_1", "proto_pixels_0"):
+    for key in ("phm_loss", "phm_loss_1", "proto_loss", "ppc_0", "ppd_1", "proto_pixels_0"):
         assert key in result.logs
-    assert "cps_loss" not in result.logs and "css_loss" not in result.logs
-    total = result.logs["head_loss"] + result.logs["phm_loss"] + result.logs["proto_loss"]
+    # frozen heads on a frozen backbone cannot change the gradient: they are not run in stage 1
+    assert "head_loss" not in result.logs and "cps_loss" not in result.logs and "css_loss" not in result.logs
+    total = result.logs["phm_loss"] + result.logs["proto_loss"]
     assert result.logs["loss"] == pytest.approx(total, rel=1e-5)
     new = result.new_prototypes
     assert new is not None and new.dtype == torch.float32
@@ -98,6 +99,22 @@ def test_stage3_adds_cluster_and_css_terms_and_freezes_the_bank() -> None:
     assert result.logs["loss"] == pytest.approx(total, rel=1e-5)
     result.loss.backward()
     assert _grads(model) == {"backbone": True, "heads": True, "embedding_head": True}
+
+
+def test_per_dataset_phm_equals_the_all_rows_phm() -> None:
+    from posebh_hf.ops import prototype_heatmaps
+    from posebh_hf.training.step import _phm_loss
+
+    model = _model()
+    ctx, batch = _ctx(model), _batch()
+    emb = model(batch["pixel_values"], dataset_index=batch["dataset_index"], output_embeddings=True).embeddings
+    protos = model.keypoint_prototypes.prototypes
+    full = prototype_heatmaps(emb, protos, ctx.similarity)
+    args = (batch["target"], batch["target_weight"], batch["dataset_index"], ctx)
+    a, logs_a = _phm_loss(emb, protos, full, *args)
+    b, logs_b = _phm_loss(emb, protos, None, *args)
+    assert a.item() == pytest.approx(b.item(), rel=1e-6) and a.item() > 0
+    assert logs_a.keys() == logs_b.keys()
 
 
 def test_css_weight_zero_and_released_start_epoch() -> None:

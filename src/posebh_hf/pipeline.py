@@ -55,7 +55,10 @@ class PoseBHPipeline:
         self.model.to(self.device)
         config = model.config
         decoding = dict(getattr(config, "decoding", None) or {})
-        self.image_processor = image_processor or PoseBHImageProcessor(decoding=decoding)
+        # Without a saved processor, crop at the backbone's input size (models need not be 256x192).
+        height, width = config.backbone_config.image_size
+        self.image_processor = image_processor or PoseBHImageProcessor(
+            size={"height": int(height), "width": int(width)}, decoding=decoding)
         self.batch_size = batch_size
 
     @classmethod

@@ -10,6 +10,10 @@ cut into ``world_size * ceil(N / (world_size * batch_size))`` nearly equal batch
 batches are one sample shorter instead of padding with repeats). DataLoader workers take whole batches. Build the
 DataLoader with ``batch_sampler=MixingBatchSampler(..., rank=accelerator.process_index,
 world_size=accelerator.num_processes)`` and do not pass it through ``accelerator.prepare`` (which would shard again).
+
+Workers are forked: call ``cv2.setNumThreads(0)`` in the main process before the first OpenCV call (as mmengine
+does). Changing OpenCV's thread count inside a forked worker can deadlock on the thread pool inherited from a parent
+that already used it.
 """
 
 from __future__ import annotations
@@ -205,8 +209,9 @@ def mix_streams(streams: Sequence[Any], *, sizes: Sequence[int] | None = None,
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one OpenCV / torch thread per worker (workers are the parallelism)."""
-    import cv2
+    """DataLoader ``worker_init_fn``: one torch thread per worker (workers are the parallelism).
 
-    cv2.setNumThreads(1)
+    OpenCV's thread count is deliberately not changed here: reconfiguring its pool in a forked worker deadlocks when
+    the parent had used it. Set ``cv2.setNumThreads(0)`` in the main process instead (module docstring).
+    """
     torch.set_num_threads(1)

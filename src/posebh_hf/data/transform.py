@@ -76,11 +76,21 @@ class PoseTrainTransform:
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset | datasets.IterableDataset, **kwargs: Any) -> PoseTrainTransform:
-        """Skeleton and preset from a dataset built by ``posebh data build`` (its ``info.description``)."""
-        meta = metadata_from_description(dataset.info.description)
-        skeleton = kwargs.pop("skeleton", None) or Skeleton.from_dict(meta["skeleton"], source="dataset info")
-        kwargs.setdefault("preset", meta.get("source_format") if meta.get("source_format") != "coco-custom"
-                          else skeleton.name)
+        """Skeleton and preset from a dataset built by ``posebh data build`` (its ``info.description``).
+
+        A dataset without that metadata (e.g. parquet files loaded from the Hub) needs ``skeleton=`` (from the
+        repo's ``posebh.json``); the preset then defaults to the skeleton's name.
+        """
+        skeleton = kwargs.pop("skeleton", None)
+        try:
+            meta = metadata_from_description(dataset.info.description)
+        except ValueError:
+            if skeleton is None:
+                raise
+            meta = {}
+        skeleton = skeleton or Skeleton.from_dict(meta["skeleton"], source="dataset info")
+        source_format = meta.get("source_format")
+        kwargs.setdefault("preset", source_format if source_format not in (None, "coco-custom") else skeleton.name)
         return cls(skeleton, **kwargs)
 
     @property

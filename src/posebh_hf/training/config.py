@@ -50,6 +50,8 @@ class ModelConfig:
         config_overrides: extra `PoseBHConfig` / backbone keyword arguments (e.g. ``{num_hidden_layers: 1}``).
         init_map: target dataset -> source dataset whose expert, head and prototypes initialise it (default: the
             same name; unknown names fall back to the source's first dataset).
+        grouped_experts: run only each sample's expert in the MoE MLPs (`modeling.fast_backbone`; same
+            parameters and function, less compute with many experts).
     """
 
     init: str | None = None
@@ -59,6 +61,7 @@ class ModelConfig:
     num_cluster_prototypes: int = 96
     config_overrides: dict[str, Any] = field(default_factory=dict)
     init_map: dict[str, str] = field(default_factory=dict)
+    grouped_experts: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in ("base", "huge", "tiny"):
@@ -281,6 +284,7 @@ class EvalConfig:
 
     Attributes:
         every_epochs: evaluate after every N epochs and at the end (null or 0 = only at the end).
+        at_start: also evaluate the initial model before the first step (the untrained baseline).
         at_end: evaluate after the last step.
         batch_size: crops per forward pass.
         max_samples: cap on instances per dataset (null = all).
@@ -288,6 +292,7 @@ class EvalConfig:
     """
 
     every_epochs: int | None = 10
+    at_start: bool = False
     at_end: bool = True
     batch_size: int = 32
     max_samples: int | None = None

@@ -162,6 +162,15 @@ def build_model(cfg: TrainConfig, skeletons: dict[str, Skeleton]) -> tuple[PoseB
         cfg: the run config (mode, model section, dataset order).
         skeletons: name -> skeleton of every configured dataset.
     """
+    model, text = _build(cfg, skeletons)
+    if cfg.model.grouped_experts:
+        from ..modeling.fast_backbone import enable_grouped_experts
+
+        enable_grouped_experts(model, cache_merged_weights=False)  # weights change every step while training
+    return model, text
+
+
+def _build(cfg: TrainConfig, skeletons: dict[str, Skeleton]) -> tuple[PoseBHForPoseEstimation, str]:
     if cfg.model.init is None:
         model = PoseBHForPoseEstimation(_target_config(cfg, skeletons, None))
         return model, f"built from scratch ({cfg.model.variant})"

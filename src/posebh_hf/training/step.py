@@ -92,6 +92,11 @@ def compute_losses(model: nn.Module, bank: PrototypeBankView | None, batch: Mapp
                    ctx: LossContext) -> StepResult:
     """Forward the (possibly DDP-wrapped) model and compute every loss term of this stage.
 
+    Work that cannot change the gradient is skipped: while the heads and the backbone are frozen and CSS is off
+    (stage 1) the heads are not run (their loss is constant, so it is not logged either), and the prototype
+    heatmaps are computed per dataset, for that dataset's samples and rows only, until CSS needs every row on
+    every sample (spec §4.2 and §4.8 define the same values either way).
+
     Args:
         model: the model to call (wrapped for distributed training, or not).
         bank: read access to the prototype buffers (None in the multihead baseline).
@@ -106,19 +111,22 @@ def compute_losses(model: nn.Module, bank: PrototypeBankView | None, batch: Mapp
     pixel_values, targets = batch["pixel_values"], batch["target"].float()
     weights_t, index = batch["target_weight"].float(), batch["dataset_index"].long()
     use_protos = ctx.use_prototypes and bank is not None
-    out = model(pixel_values, dataset_index=index, heads="all", output_embeddings=use_protos)
+    css = use_protos and flags.css and ctx.weights.css > 0
+    run_heads = not use_protos or flags.train_heads or flags.train_backbone or css
+    out = model(pixel_values, dataset_index=index, heads="all" if run_heads else [], output_embeddings=use_protos)
     heatmaps = [hm.float() for hm in out.heatmaps.values()]  # dataset order, every head on the whole batch
-    total, logs = multi_head_loss(heatmaps, targets, weights_t, index, weight=ctx.weights.head)
+    logs: dict[str, float] = {}
+    total = pixel_values.new_zeros((), dtype=torch.float32)
+    if heatmaps:
+        total, logs = multi_head_loss(heatmaps, targets, weights_t, index, weight=ctx.weights.head)
     new_bank = None
     if use_protos:
         assert bank is not None
         embeddings = out.embeddings
         protos = bank.prototypes[:ctx.num_rows].detach()
-        # PHM of every row, from the bank as it is before this iteration's updates (spec §4.2)
-        phm_all = prototype_heatmaps(embeddings, protos, ctx.similarity)  # [B, K_tot, H, W] fp32
-        phm, phm_logs = prototype_heatmap_loss(phm_all, targets, weights_t, index, ctx.num_keypoints,
-                                               weight=ctx.weights.phm,
-                                               sample_threshold=ctx.config.sample_threshold)
+        # PHM from the bank as it is before this iteration's updates (spec §4.2)
+        phm_all = prototype_heatmaps(embeddings, protos, ctx.similarity) if css else None  # [B, K_tot, H, W]
+        phm, phm_logs = _phm_loss(embeddings, protos, phm_all, targets, weights_t, index, ctx)
         proto, proto_logs, updated = prototype_loss(
             embeddings, targets, weights_t, index, protos, ctx.num_keypoints, weights=ctx.weights,
             update=flags.update_prototypes, gamma=ctx.config.momentum,
@@ -136,13 +144,38 @@ def compute_losses(model: nn.Module, bank: PrototypeBankView | None, batch: Mapp
                                          **ctx.cluster_kwargs())
             total = total + cps
             logs.update(cps_logs)
-        if flags.css and ctx.weights.css > 0:
-            css, css_logs = css_loss(embeddings, heatmaps, phm_all, index, protos, ctx.num_keypoints,
-                                     weights=ctx.weights, all_reduce=ctx.all_reduce, **ctx.cluster_kwargs())
-            total = total + css
+        if css:
+            css_value, css_logs = css_loss(embeddings, heatmaps, phm_all, index, protos, ctx.num_keypoints,
+                                           weights=ctx.weights, all_reduce=ctx.all_reduce, **ctx.cluster_kwargs())
+            total = total + css_value
             logs.update(css_logs)
     logs["loss"] = float(total.detach())
     return StepResult(total, logs, new_bank)
+
+
+def _phm_loss(embeddings: Tensor, protos: Tensor, phm_all: Tensor | None, targets: Tensor, weights: Tensor,
+              index: Tensor, ctx: LossContext) -> tuple[Tensor, dict[str, float]]:
+    """phm loss (spec §4.2) from `phm_all` [B, K_tot, H, W], or per dataset from its own samples and rows."""
+    if phm_all is not None:
+        return prototype_heatmap_loss(phm_all, targets, weights, index, ctx.num_keypoints, weight=ctx.weights.phm,
+                                      sample_threshold=ctx.config.sample_threshold)
+    total = embeddings.new_zeros((), dtype=torch.float32)
+    logs: dict[str, float] = {}
+    offset = 0
+    for d, k in enumerate(ctx.num_keypoints):
+        mask = index == d
+        if bool(mask.any()):
+            heat = prototype_heatmaps(embeddings[mask], protos[offset:offset + k], ctx.similarity)  # [n_d, K_d, H, W]
+            zeros = torch.zeros(int(mask.sum()), dtype=torch.long, device=index.device)
+            loss_d, logs_d = prototype_heatmap_loss(heat, targets[mask], weights[mask], zeros, [k],
+                                                    weight=ctx.weights.phm,
+                                                    sample_threshold=ctx.config.sample_threshold)
+            total = total + loss_d
+            if "phm_loss_0" in logs_d:
+                logs[f"phm_loss_{d}"] = logs_d["phm_loss_0"]
+        offset += k
+    logs["phm_loss"] = float(total.detach())
+    return total, logs
 
 
 class PrototypeBankView:

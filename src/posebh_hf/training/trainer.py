@@ -236,6 +236,8 @@ class Trainer:
         self._init_trackers()
         self._print(f"{self.init_description}; {self.world} process(es), {self.data.steps_per_epoch} steps/epoch, "
                     f"{self.total_steps} steps\n{self.schedule.describe(self.cfg.schedule.epochs)}")
+        if self.cfg.eval.at_start and self.state.step == 0:
+            self._evaluate()
         bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.is_main, desc="train",
                    dynamic_ncols=True)
         window: dict[str, list[float]] = defaultdict(list)
@@ -387,26 +389,19 @@ class Trainer:
                     f"{state.stage})")
 
     def _save_final(self) -> tuple[Path | None, Path | None]:
-        """`save_pretrained` + model card into ``<output_dir>/final`` (atomically); transfer: the prototype pack."""
+        """`save_pretrained` + model card into ``<output_dir>/final`` (atomically); transfer: the prototype pack.
+
+        The full state dict is gathered on every process first (a no-op copy under DDP, an all-gather of the
+        shards under FSDP), then the main process writes the folder.
+        """
         final = self.output_dir / "final"
         pack_dir = self.output_dir / "prototype_pack"
         pack_path = None
-        self.acc.wait_for_everyone()
+        state_dict = self.acc.get_state_dict(self.model)
         if self.is_main:
-            from ..hub.cards import ResultRow
-            from ..hub.model_repo import save_model_repo
-
-            measured = []
-            if self.evaluations:
-                last = self.evaluations[-1]
-                measured = [ResultRow(key.split("/")[1], "val (GT-box crops)", key.split("/")[2], f"{value:.4f}")
-                            for key, value in last.items() if key.count("/") == 2]
             tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=self.output_dir))
             try:
-                save_model_repo(self.unwrapped, tmp, repo_id=self.cfg.repo_id, measured_results=measured,
-                                measured_source=f"posebh_hf scripts/train.py, step {self.state.step}",
-                                provenance=f"Trained with posebh_hf ({self.cfg.mode} mode), "
-                                           f"{self.init_description}.")
+                self._write_model_repo(tmp, state_dict)
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
@@ -416,6 +411,21 @@ class Trainer:
                 pack_path = self._export_pack(pack_dir)
         self.acc.wait_for_everyone()
         return final, pack_path
+
+    def _write_model_repo(self, folder: Path, state_dict: dict[str, torch.Tensor]) -> None:
+        """config.json + model.safetensors + README.md (card with the last validation numbers)."""
+        from ..hub.cards import ResultRow, render_model_card
+
+        self.unwrapped.save_pretrained(folder, state_dict=state_dict)
+        measured = []
+        if self.evaluations:
+            measured = [ResultRow(key.split("/")[1], "val (GT-box crops)", key.split("/")[2], f"{value:.4f}")
+                        for key, value in self.evaluations[-1].items() if key.count("/") == 2]
+        card = render_model_card(self.unwrapped.config, repo_id=self.cfg.repo_id, measured_results=measured,
+                                 measured_source=f"posebh_hf scripts/train.py, step {self.state.step}",
+                                 provenance=f"Trained with posebh_hf ({self.cfg.mode} mode), "
+                                            f"{self.init_description}.")
+        write_json_atomic(folder / "README.md", card)
 
     def _export_pack(self, folder: Path) -> Path:
         from ..hub.attach import export_prototype_pack

@@ -115,6 +115,26 @@ def _predict(model: nn.Module, vset: ValidationSet, indices: Sequence[int], batc
     return np.concatenate(preds), np.concatenate(scores), np.concatenate(gts)
 
 
+def _shard(total: int, rank: int, world_size: int) -> list[int]:
+    """Instances rank, rank + world_size, ..., padded (with a repeat) so that every process runs the same number
+    of forward passes: sharded models (FSDP) need every process in every forward."""
+    indices = list(range(rank, total, world_size))
+    per_rank = -(-total // world_size)
+    while total and len(indices) < per_rank:
+        indices.append(indices[0] if indices else 0)
+    return indices
+
+
+def _merge(parts: Sequence[Any], total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gathered (indices, pred, score, gt) per process -> arrays in instance order, padding repeats dropped."""
+    seen: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for indices, pred, score, gt in parts:
+        for i, index in enumerate(indices):
+            seen.setdefault(int(index), (pred[i], score[i], gt[i]))
+    order = [seen[i] for i in range(total) if i in seen]
+    return (np.stack([o[0] for o in order]), np.stack([o[1] for o in order]), np.stack([o[2] for o in order]))
+
+
 def validate(model: nn.Module, sets: Sequence[ValidationSet], config: EvalConfig, *, rank: int = 0,
              world_size: int = 1, gather: Any = None, device: torch.device | None = None) -> dict[str, float]:
     """Metrics per dataset (``val/<name>/pck`` ...) and their means over datasets (``val/pck`` ...).
@@ -133,13 +153,11 @@ def validate(model: nn.Module, sets: Sequence[ValidationSet], config: EvalConfig
     results: dict[str, float] = {}
     try:
         for vset in sets:
-            indices = range(rank, len(vset.view), world_size)
+            indices = _shard(len(vset.view), rank, world_size)
             pred, score, gt = _predict(model, vset, indices, config.batch_size, device)
             if world_size > 1 and gather is not None:
-                parts = gather([(pred, score, gt)])
-                pred = np.concatenate([p[0] for p in parts])
-                score = np.concatenate([p[1] for p in parts])
-                gt = np.concatenate([p[2] for p in parts])
+                parts = gather([(indices, pred, score, gt)])
+                pred, score, gt = _merge(parts, len(vset.view))
             metrics = score_predictions(pred, score, gt, vset.skeleton, config.pck_threshold)
             results.update({f"val/{vset.name}/{key}": value for key, value in metrics.items()})
     finally:
