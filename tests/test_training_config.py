@@ -108,3 +108,12 @@ def test_parse_override_values_are_yaml() -> None:
 def test_transfer_needs_exactly_one_dataset() -> None:
     with pytest.raises(ConfigError, match="exactly one"):
         load_train_config(None, ["mode=transfer"])
+
+
+def test_fsdp_accelerate_config_is_valid() -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(CONFIGS / "fsdp_vith.yaml"))
+    assert str(config.distributed_type).endswith("FSDP")
+    assert config.fsdp_config["fsdp_version"] == 2
+    assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "VitPoseBackboneLayer"
