@@ -11,8 +11,9 @@ times, at each batch size, on the same random input with dataset_index 0 (COCO) 
   --extras adds     posebh-grouped-eager (eager attention instead of SDPA), posebh-merged-cl (channels-last head),
                     posebh-merged-compile (torch.compile; compile time reported separately), onnxruntime (--onnx)
 
-Candidates are interleaved (rotated order in each round) and the table reports the median img/s and the median of
-the per-round speed ratios against transformers (paired, so a load change hits both sides of a ratio). Heatmaps
+Candidates are interleaved (rotated order in each round); the table reports the median img/s, its ratio to
+transformers' median, and the range of the per-round ratios (each round runs every candidate once, so the range
+shows how much the machine's load moved during the run). Heatmaps
 of every path are compared with transformers' on the timed input (max |diff|). GFLOPs/img are counted with
 `torch.utils.flop_counter` (matmuls and convolutions). On CUDA, achieved TFLOP/s are also given as a fraction of the
 measured dense matmul peak of the same dtype (an 8192^3 product, median of 10).
@@ -110,6 +111,10 @@ def build_candidates(args: argparse.Namespace, device: torch.device, dtype: torc
     vitpose_dir, posebh_dir = build_weights(args.cache_dir)
     reference = VitPoseForPoseEstimation.from_pretrained(vitpose_dir).to(device, dtype).eval()
     posebh = PoseBHForPoseEstimation.from_pretrained(posebh_dir).to(device, dtype).eval()
+    # A second instance for grouped dispatch: switching one model back and forth would rebuild the grouped modules
+    # (and their merged-weight cache) on every call.
+    grouped = PoseBHForPoseEstimation.from_pretrained(posebh_dir).to(device, dtype).eval()
+    set_expert_dispatch(grouped, "grouped")
     merged = single_dataset_model(posebh, "coco")
     print(f"attention: transformers backbone {attention_implementation(reference)}, "
           f"PoseBH backbone {attention_implementation(posebh)}")
@@ -117,23 +122,21 @@ def build_candidates(args: argparse.Namespace, device: torch.device, dtype: torc
     def index(x: torch.Tensor) -> torch.Tensor:
         return torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
 
-    def posebh_path(dispatch: str, attention: str = "sdpa") -> Runner:
+    def posebh_path(model: PoseBHForPoseEstimation, attention: str = "sdpa") -> Runner:
         def run(x: torch.Tensor) -> torch.Tensor:
-            # The two dispatch modes share parameters, so switching is a pointer swap per layer.
-            set_expert_dispatch(posebh, dispatch)
-            set_attention_implementation(posebh, attention)
-            return posebh(x, dataset_index=index(x), heads=["coco"]).heatmaps["coco"]
+            set_attention_implementation(model, attention)  # a config field: switching costs nothing
+            return model(x, dataset_index=index(x), heads=["coco"]).heatmaps["coco"]
         return run
 
     candidates: dict[str, Runner] = {
         "transformers": lambda x: reference(x, dataset_index=index(x)).heatmaps,
-        "posebh-masked": posebh_path("masked"),
-        "posebh-grouped": posebh_path("grouped"),
+        "posebh-masked": posebh_path(posebh),
+        "posebh-grouped": posebh_path(grouped),
         "posebh-merged": merged,
     }
     setup: dict[str, float] = {}
     if args.extras:
-        candidates["posebh-grouped-eager"] = posebh_path("grouped", "eager")
+        candidates["posebh-grouped-eager"] = posebh_path(grouped, "eager")
         merged_cl = single_dataset_model(posebh, "coco")
         heads_to_channels_last(merged_cl.head)
         candidates["posebh-merged-cl"] = merged_cl
@@ -196,13 +199,15 @@ def benchmark(args: argparse.Namespace) -> dict:
                     outputs.setdefault(name, out)  # the first round's heatmaps are compared below
             reference = outputs["transformers"].float()
             scale = float(reference.abs().max())
+            reference_median = statistics.median(times["transformers"])
             for name in names:
                 ratios = [t_ref / t for t_ref, t in zip(times["transformers"], times[name], strict=True)]
                 median = statistics.median(times[name])
                 diff = float((outputs[name].float().to(reference.device) - reference).abs().max())
                 results["rows"].append({
                     "batch": batch, "path": name, "img_s": batch / median, "median_s": median,
-                    "speedup": statistics.median(ratios), "spread_s": (min(times[name]), max(times[name])),
+                    "speedup": reference_median / median, "paired_ratios": (min(ratios), max(ratios)),
+                    "times_s": times[name],
                     "max_abs_diff": diff, "max_abs_ref": scale, "gflops_per_img": gflops[name], "rounds": rounds,
                 })
             print(f"batch {batch} done ({rounds} rounds, load average {os.getloadavg()[0]:.1f})", file=sys.stderr,
@@ -251,14 +256,15 @@ def print_table(results: dict, env: dict, load: tuple[float, float]) -> None:
     scale = max(row["max_abs_ref"] for row in results["rows"])
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; heatmap values up to {scale:.2f} in magnitude "
           "(max abs diff is against transformers on the same input)")
-    header = "| batch | path | img/s | x transformers | max abs diff | GFLOPs/img | GFLOP/s |"
+    header = "| batch | path | img/s | x transformers | per-round range | max abs diff | GFLOPs/img | GFLOP/s |"
     if peak:
         header += " % of peak |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for row in results["rows"]:
         rate = row["img_s"] * row["gflops_per_img"]
-        line = (f"| {row['batch']} | {row['path']} | {row['img_s']:.2f} | {row['speedup']:.2f} | "
+        low, high = row["paired_ratios"]
+        line = (f"| {row['batch']} | {row['path']} | {row['img_s']:.2f} | {row['speedup']:.2f} | {low:.2f}-{high:.2f} | "
                 f"{row['max_abs_diff']:.1e} | {row['gflops_per_img']:.1f} | {rate:.0f} |")
         if peak:
             line += f" {100 * rate / 1000 / peak:.0f} % |"

@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--grouped-experts", action="store_true", help="enable the selected-expert backbone")
+    parser.add_argument("--clock", default="wall", choices=["wall", "process"],
+                        help="wall time, or this process's CPU time (less sensitive to other load on a shared "
+                             "CPU machine; use with --threads 1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,11 +125,13 @@ def main() -> None:
         contexts[case.name] = ctx
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+
     def step(case: Case) -> float:
         apply_stage(model, case.flags)
         if acc.device.type == "cuda":
             torch.cuda.synchronize()
-        tic = time.perf_counter()
+        tic = clock()
         result = compute_losses(model, bank if case.use_prototypes else None, batch, case.flags,
                                 contexts[case.name])
         acc.backward(result.loss)
@@ -137,7 +142,7 @@ def main() -> None:
             bank.write_rows(result.new_prototypes, rows)
         if acc.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - tic
+        return clock() - tic
 
     times: dict[str, list[float]] = {c.name: [] for c in cases()}
     for i in range(args.warmup + args.steps):
@@ -148,7 +153,8 @@ def main() -> None:
         model.load_state_dict(snapshot)  # same weights for every round: no case profits from training
     base = statistics.median(times[cases()[0].name])
     print(f"device {acc.device} ({torch.get_num_threads()} threads), variant {args.variant}, batch {args.batch}, "
-          f"image {image[0]}x{image[1]}, mixed precision {args.mixed_precision}, {args.steps} steps per case")
+          f"image {image[0]}x{image[1]}, mixed precision {args.mixed_precision}, {args.steps} steps per case, "
+          f"{args.clock} clock")
     print(f"{'case':32s} {'median ms':>10s} {'p10-p90 ms':>16s} {'x multihead':>12s}")
     for name, values in times.items():
         values = sorted(values)

@@ -238,6 +238,8 @@ def test_merged_weight_cache_follows_weight_updates():
     cached_weight = mlp._cache[3][1]
     check()
     assert mlp._cache[3][1] is cached_weight  # reused, not rebuilt
+    enable_grouped_experts(model)  # re-enabling with the same setting keeps the cache
+    assert mlp._cache[3][1] is cached_weight
     with torch.no_grad():  # an optimiser-style in-place update of the expert, in both models
         for m in (model, reference):
             m.backbone.encoder.layer[1].mlp.experts[3].weight.add_(0.5)

@@ -99,3 +99,15 @@ def test_grouped_experts_option_keeps_keys_and_function(source_dir: Path) -> Non
     with torch.no_grad():
         torch.testing.assert_close(grouped.backbone_features(x, index), plain.backbone_features(x, index),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_activation_checkpointing_option(source_dir: Path) -> None:
+    names = ["coco", "ap10k"]
+    model, _ = build_model(_cfg(source_dir, "posebh", names, ["model.activation_checkpointing=true"]),
+                           {n: get_skeleton(n) for n in names})
+    flags = [getattr(m, "gradient_checkpointing", False) for m in model.backbone.encoder.layer]
+    assert flags and all(flags)
+    model.train()
+    out = model(torch.randn(2, 3, *IMAGE), dataset_index=[0, 1], heads="all")
+    sum(h.mean() for h in out.heatmaps.values()).backward()
+    assert model.backbone.encoder.layer[0].mlp.fc1.weight.grad is not None

@@ -14,6 +14,7 @@ import torch
 from conftest import shared_path
 
 from posebh_hf.modeling import PoseBHForPoseEstimation
+from posebh_hf.processing_posebh import PoseBHImageProcessor
 from posebh_hf.training import NonFiniteLossError, StepResult, Trainer, load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,10 @@ def test_run_passes_all_stages_and_saves_everything(crops: Path, cache: Path, tm
     assert all(math.isfinite(h["loss"]) for h in result.history)
     # final model: save_pretrained + card, loadable
     final = result.final_model
-    assert final is not None and {"config.json", "model.safetensors", "README.md"} <= {p.name for p in final.iterdir()}
+    assert final is not None and {"config.json", "model.safetensors", "README.md",
+                                  "preprocessor_config.json"} <= {p.name for p in final.iterdir()}
+    processor = PoseBHImageProcessor.from_pretrained(final)
+    assert processor.input_size == (48, 64) and processor.heatmap_size == {"height": 16, "width": 12}
     model = PoseBHForPoseEstimation.from_pretrained(final)
     assert model.config.dataset_names == ["coco_mini", "dlc_openfield"]
     assert model.config.skeletons["dlc_openfield"]["keypoints"] == ["snout", "leftear", "rightear", "tailbase"]

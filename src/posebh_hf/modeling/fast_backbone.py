@@ -208,7 +208,7 @@ def enable_grouped_experts(model: nn.Module, cache_merged_weights: bool = True) 
         if isinstance(layer.mlp, VitPoseBackboneMoeMLP):
             layer.mlp = GroupedExpertMLP(layer.mlp, cache_merged_weights)
             layer.mlp.train(layer.mlp.masked.training)
-        else:
+        elif layer.mlp.cache_merged_weights != cache_merged_weights:
             layer.mlp.cache_merged_weights = cache_merged_weights
             layer.mlp.clear_cache()
     return len(layers)

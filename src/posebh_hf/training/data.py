@@ -90,7 +90,7 @@ def load_source(spec: DatasetConfig, split: str, cache_dir: Path, *, build: bool
         raise ConfigError(f"data.datasets[{spec.name!r}]: {path} is neither a .json annotation file nor a folder "
                           "saved by `posebh data build`")
     else:  # a Hub dataset id
-        loaded = datasets.load_dataset(str(source), split=spec.split if split == "train" else "validation")
+        loaded = datasets.load_dataset(str(source), split=spec.split if split == "train" else spec.val_split)
         dataset, found = loaded, skeleton_from_info(loaded.info)
     skeleton = (skeleton or found).renamed(spec.name)
     if skeleton.num_keypoints != found.num_keypoints:

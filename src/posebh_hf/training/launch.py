@@ -36,6 +36,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if result.final_model is not None:
+    if result.is_main and result.final_model is not None:
         print(f"final model: {result.final_model}" + (f"; prototype pack: {result.pack}" if result.pack else ""))
     return 0

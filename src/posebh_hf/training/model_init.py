@@ -167,7 +167,18 @@ def build_model(cfg: TrainConfig, skeletons: dict[str, Skeleton]) -> tuple[PoseB
         from ..modeling.fast_backbone import enable_grouped_experts
 
         enable_grouped_experts(model, cache_merged_weights=False)  # weights change every step while training
+    if cfg.model.activation_checkpointing:
+        _enable_activation_checkpointing(model)
     return model, text
+
+
+def _enable_activation_checkpointing(model: PoseBHForPoseEstimation) -> None:
+    """Checkpoint every backbone block (transformers >= 5.x name, with the older one as a fallback)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:  # pragma: no cover - older transformers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _build(cfg: TrainConfig, skeletons: dict[str, Skeleton]) -> tuple[PoseBHForPoseEstimation, str]:

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,7 @@ class NonFiniteLossError(RuntimeError):
 class TrainResult:
     """What a finished run returns (on every process)."""
 
+    is_main: bool
     output_dir: Path
     final_model: Path | None
     step: int
@@ -93,7 +95,11 @@ class Trainer:
         self.schedule = StageSchedule.from_config(cfg.schedule, cfg.mode)
         self.lr = LRSchedule.from_config(cfg.schedule, self.data.steps_per_epoch)
         # every parameter requires grad here, so DDP registers all of them; stages are applied after prepare
-        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        with warnings.catch_warnings():
+            # torch >= 2.12 deprecates DDP's broadcast_buffers, which Accelerate still passes; its replacement
+            # would also sync buffers at init (harmless here), but Accelerate cannot pass it yet
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.*deprecated", category=FutureWarning)
+            self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.unwrapped: PoseBHForPoseEstimation = self.acc.unwrap_model(self.model)
         self.bank = PrototypeBankView(self.unwrapped.keypoint_prototypes) if cfg.mode != "multihead" else None
         self.ctx = LossContext(list(self.unwrapped.config.num_keypoints), cfg.losses,
@@ -277,7 +283,8 @@ class Trainer:
             self.write_param_digest()
         final, pack = self._save_final()
         self.acc.end_training()
-        return TrainResult(self.output_dir, final, self.state.step, self.history, self.evaluations, pack)
+        return TrainResult(self.is_main, self.output_dir, final, self.state.step, self.history, self.evaluations,
+                           pack)
 
     def _epoch_done(self, epoch: int) -> bool:
         return self.state.step == (epoch + 1) * self.data.steps_per_epoch
@@ -413,10 +420,18 @@ class Trainer:
         return final, pack_path
 
     def _write_model_repo(self, folder: Path, state_dict: dict[str, torch.Tensor]) -> None:
-        """config.json + model.safetensors + README.md (card with the last validation numbers)."""
+        """config.json + model.safetensors + preprocessor_config.json + README.md (card with the last val numbers)."""
         from ..hub.cards import ResultRow, render_model_card
+        from ..processing_posebh import PoseBHImageProcessor
 
         self.unwrapped.save_pretrained(folder, state_dict=state_dict)
+        # the crop size the model was trained at, so `PoseBHPipeline.from_pretrained` / `posebh predict` match it
+        aug = self.data.transforms[0].spec.augment  # (W, H) sizes; every dataset shares them
+        PoseBHImageProcessor(size={"height": int(aug.input_size[1]), "width": int(aug.input_size[0])},
+                             heatmap_size={"height": int(aug.heatmap_size[1]), "width": int(aug.heatmap_size[0])},
+                             decoding=dict(getattr(self.unwrapped.config, "decoding", None) or {}),
+                             default_decoding="udp" if aug.use_udp else "default",
+                             ).save_pretrained(folder)
         measured = []
         if self.evaluations:
             measured = [ResultRow(key.split("/")[1], "val (GT-box crops)", key.split("/")[2], f"{value:.4f}")
