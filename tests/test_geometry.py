@@ -213,3 +213,16 @@ def test_warp_crop_accepts_views_gray_and_zero_border() -> None:
     assert warp_crop(image[..., :1], m, (48, 64)).shape == (64, 48, 1)
     far = get_udp_warp_matrix([1000.0, 1000.0], [60.0, 80.0], 0.0, (48, 64))
     assert warp_crop(image, far, (48, 64)).max() == 0
+
+
+def test_warp_crop_writes_into_a_given_batch_slice() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    matrix = np.array([[0.5, 0.1, 1.0], [-0.1, 0.5, 2.0]])
+    batch = np.zeros((3, 32, 24, 3), np.uint8)
+    written = warp_crop(image, matrix, (24, 32), out=batch[1])
+    assert np.shares_memory(written, batch)
+    np.testing.assert_array_equal(batch[1], warp_crop(image, matrix, (24, 32)))
+    assert not batch[0].any() and not batch[2].any()
+    with pytest.raises(ValueError, match="out must be a contiguous uint8 array of shape"):
+        warp_crop(image, matrix, (24, 32), out=np.zeros((32, 24, 3), np.float32))

@@ -285,13 +285,15 @@ def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def warp_crop(image_hwc: np.ndarray, matrix: np.ndarray, output_size: Sequence[int]) -> np.ndarray:
+def warp_crop(image_hwc: np.ndarray, matrix: np.ndarray, output_size: Sequence[int],
+              out: np.ndarray | None = None) -> np.ndarray:
     """Crop/warp an image with ``cv2.warpAffine`` (bilinear, constant-0 border), as mmpose ``TopDownAffine``.
 
     Args:
         image_hwc: ``[H, W, C]`` (or ``[H, W]``) image, typically uint8 RGB.
         matrix: ``[2, 3]`` image -> crop matrix.
         output_size: crop ``(W, H)``.
+        out: optional ``[out_H, out_W, C]`` array of the image's dtype to write into (e.g. a slice of a batch).
 
     Returns:
         ``[out_H, out_W, C]`` array of the input dtype.
@@ -305,9 +307,13 @@ def warp_crop(image_hwc: np.ndarray, matrix: np.ndarray, output_size: Sequence[i
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (2, 3):
         raise ValueError(f"matrix must have shape [2, 3], got {m.shape}")
-    out = cv2.warpAffine(
-        img, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    if out is not None and (out.shape[:2] != (out_h, out_w) or out.dtype != img.dtype or not out.flags.c_contiguous
+                            or out.shape[2:] != img.shape[2:]):
+        raise ValueError(f"out must be a contiguous {img.dtype} array of shape {(out_h, out_w, *img.shape[2:])}, "
+                         f"got {out.dtype} {out.shape}")
+    warped = cv2.warpAffine(
+        img, m, (out_w, out_h), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    if img.ndim == 3 and out.ndim == 2:  # cv2 drops a singleton channel axis
-        out = out[..., None]
-    return out
+    if img.ndim == 3 and warped.ndim == 2:  # cv2 drops a singleton channel axis
+        warped = warped[..., None]
+    return warped
