@@ -91,3 +91,24 @@ def test_processor_defaults_to_the_backbone_input_size(tmp_path):
     pipe = PoseBHPipeline.from_pretrained(tmp_path)
     assert pipe.image_processor.input_size == (96, 128)
     assert pipe(blob_image(), skeletons=["coco"])[0]["coco"]["keypoints"].shape == (17, 2)
+
+
+def test_grouped_expert_dispatch_is_the_default_and_changes_no_prediction():
+    import copy
+
+    from posebh_hf.modeling.fast_backbone import expert_dispatch
+
+    torch.manual_seed(1)
+    model = PoseBHForPoseEstimation(PoseBHConfig.tiny())
+    fast = PoseBHPipeline(copy.deepcopy(model))
+    reference = PoseBHPipeline(model, expert_dispatch="masked")
+    assert expert_dispatch(fast.model) == "grouped" and expert_dispatch(reference.model) == "masked"
+    boxes = [[10, 20, 60, 120], [50, 30, 80, 90]]
+    names = ["coco", "ap10k", "coco_wholebody"]  # three experts in one call
+    got, want = fast(blob_image(), boxes=boxes, skeletons=names), reference(blob_image(), boxes=boxes, skeletons=names)
+    for g, w in zip(got, want, strict=True):
+        for name in names:
+            np.testing.assert_allclose(g[name]["keypoints"], w[name]["keypoints"], atol=1e-4)
+            np.testing.assert_allclose(g[name]["scores"], w[name]["scores"], atol=1e-5)
+    with pytest.raises(ValueError, match="expert_dispatch must be one of"):
+        PoseBHPipeline(model, expert_dispatch="fastest")

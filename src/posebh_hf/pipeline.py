@@ -49,8 +49,15 @@ class PoseBHPipeline:
     """Top-down inference for every skeleton a PoseBH model serves (heatmap heads and attached prototype packs)."""
 
     def __init__(self, model: Any, image_processor: PoseBHImageProcessor | None = None,
-                 device: str | torch.device | None = None, batch_size: int = 32) -> None:
+                 device: str | torch.device | None = None, batch_size: int = 32,
+                 expert_dispatch: str = "grouped") -> None:
+        """`expert_dispatch`: "grouped" (default) runs only each crop's expert in the backbone's MoE MLPs, with
+        the same weights and outputs as transformers' "masked" computation of every expert (docs/benchmarks.md).
+        Like `.eval()` and the device move, the switch is made on `model` in place; state-dict keys do not change."""
+        from .modeling.fast_backbone import set_expert_dispatch  # noqa: PLC0415 - heavy import only with a model
+
         self.model = model.eval()
+        set_expert_dispatch(self.model, expert_dispatch)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
         config = model.config
