@@ -269,7 +269,7 @@ def write_doc_table() -> None:
     table = render_table([*mean_pose_baseline(), *results])
     block = (f"Val splits, x100, mean ± std over seeds (single-dataset models: one seed). Machine: "
              f"{json.loads(next(RUNS.glob('*/result.json')).read_text())['machine']}.\n\n"
-             f"{table}\n\nWall time per run (in-process; the process wall times in `/work/notes/study.log` add "
+             f"{table}\n\nWall time per run (in-process; the process wall times printed by `run` add "
              f"0.5–1.5 min of imports and start-up):\n\n{render_times(results)}")
     write_table_block(DOC, block)
     print(table)
@@ -471,19 +471,17 @@ EXCLUDED = (
 # What `posebh predict` with this model showed on ../shared/data/examples and three mdt_mini crops (looked at by eye;
 # the commands and the full description are in docs/mdt_mini.md). Rendered into the card.
 OVERLAY_NOTES = (
-    "Looked at by eye; commands and details in `docs/mdt_mini.md`.\n\n"
-    "- **People (`coco` head)**: bus.jpg, zidane.jpg and the two people in coco_000000442450, each given a box: every "
-    "keypoint score is at most 0.25, so nothing is drawn at the default threshold of 0.3. Whole-image boxes on "
-    "astronaut.png and camera.png give a few points (up to 0.43) on the chest and at the camera, not on joints. On "
-    "the left rider of coco_000000214753 (a CC BY photo in its training data) 3 points of 17 pass 0.3: the left "
-    "shoulder and both hips, roughly where they are on this rider seen from behind. An "
-    "unseen coco_mini val crop (441444) gets scores of at most 0.12. The human head has not learned people.\n"
-    "- **Lab mice, frames the model trained on**: on a mirror_mouse frame, about 6 of 17 keypoints land on the right "
-    "spot (nose, tail base and tail middle in the top view, a hind paw in each view, the nose in the mirror view). The "
-    "others fall on the wrong paw or the obstacle. On a dlc_openfield frame, all four keypoints are at the snout: the "
-    "head is found, but ears and tail base are not told apart.\n"
-    "- **Cats, dogs (`dlc_openfield` / `mirror_mouse` heads)**: points with scores of 0.3-0.55 scattered over fur and "
-    "background. They mean nothing; no head was trained on these animals.")
+    "Looked at by eye; commands, distances to the labels and details in `docs/mdt_mini.md`.\n\n"
+    "- **People (`coco` head)**: it has learned where human heads are, not limbs. On two people in an unseen "
+    "photo (coco_000000442450) and an unseen coco_mini val crop, nose, eyes and ears land on the head (scores "
+    "0.3-0.5; on the val crop 26-28 px from the labels in a 192x256 crop). Shoulders to ankles are mostly wrong. On "
+    "the left rider of coco_000000214753 (a CC BY photo in its training data) shoulders, elbows and hips sit on the "
+    "torso. On bus.jpg, zidane.jpg, astronaut.png and camera.png the few points above 0.3 are scattered.\n"
+    "- **Lab mice, frames the model trained on**: on a mirror_mouse frame 7 of 17 keypoints are within 10 px of the "
+    "label (tail base, nose, several paws); the obstacle points are far off. On a dlc_openfield frame snout and "
+    "left ear are within 4 px, tail base 17 px.\n"
+    "- **Cats, dogs (`dlc_openfield` / `mirror_mouse` heads)**: points with scores up to 0.96 scattered over fur and "
+    "background. They mean nothing; no head was trained on these animals, and high scores do not mean a good fit.")
 
 
 def export_default(run: Path = DEFAULT_RUN, out: Path = APP_MODEL) -> Path:
@@ -539,6 +537,7 @@ def render_default_card(cfg: Any, data: dict[str, Any], folder: Path, model_card
               for n in cfg.dataset_names if (TRAINVAL / f"{study_name.get(n, n)}_trainval.json").is_file()]
     study_steps = next((json.loads(p.read_text()).get("steps") for p in sorted(RUNS.glob(f"{variant}_s*/result.json"))),
                        None)
+    comparison = _comparison_text(agg, const, [study_name.get(n, n) for n in cfg.dataset_names], study_steps)
     val_sizes = ", ".join(f"{study_name.get(n, n)} {int(agg.get(study_name.get(n, n), {}).get('instances', (0,))[0])}"
                           for n in cfg.dataset_names)
     coco = json.loads((TRAINVAL / "coco_mini_trainval.json").read_text())
@@ -564,9 +563,26 @@ def render_default_card(cfg: Any, data: dict[str, Any], folder: Path, model_card
         "metric_rows": metric_rows, "study_seeds": len(seeds), "val_sizes": val_sizes,
         "coco_instances": len(coco["annotations"]), "coco_images": len({im["source_image_id"] for im in coco["images"]}),
         "num_instances": sum(counts), "study_steps": study_steps, "overlay_notes": OVERLAY_NOTES,
+        "comparison": comparison,
     }
     card = model_card.from_template(card_data, template_path=str(CARD), **values)
     return str(card).rstrip() + "\n"
+
+
+def _comparison_text(agg: dict, const: dict, names: Sequence[str], study_steps: int | None) -> str:
+    """One sentence: on which datasets the study's mean PCK is above / not above the constant mean pose."""
+    above, below = [], []
+    for name in names:
+        model_pck, const_pck = agg.get(name, {}).get("pck"), const.get(name, {}).get("pck")
+        if model_pck is None or const_pck is None:
+            continue
+        (above if model_pck[0] > const_pck[0] else below).append(name)
+    parts = []
+    if above:
+        parts.append(f"above the constant on {', '.join(above)}")
+    if below:
+        parts.append(f"**not above it** on {', '.join(below)}")
+    return f"At {study_steps} steps the study models of this variant are " + " and ".join(parts) + "." if parts else ""
 
 
 def _tensor_shapes(path: Path) -> list[list[int]]:

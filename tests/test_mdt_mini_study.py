@@ -134,3 +134,10 @@ def test_default_model_loads_and_predicts_finite_keypoints() -> None:
         k = pipe.skeleton(name).num_keypoints
         assert pred["keypoints"].shape == (k, 2) and pred["scores"].shape == (k,)
         assert np.isfinite(pred["keypoints"]).all() and np.isfinite(pred["scores"]).all()
+
+
+def test_comparison_text_names_datasets_above_and_not_above_the_constant() -> None:
+    agg = {"a": {"pck": (0.6, 0.01, 3)}, "b": {"pck": (0.4, 0.02, 3)}}
+    const = {"a": {"pck": (0.5, 0.0, 1)}, "b": {"pck": (0.4, 0.0, 1)}}
+    text = study._comparison_text(agg, const, ["a", "b", "missing"], 1500)
+    assert text == "At 1500 steps the study models of this variant are above the constant on a and **not above it** on b."

@@ -244,7 +244,9 @@ class Trainer:
                     f"{self.total_steps} steps\n{self.schedule.describe(self.cfg.schedule.epochs)}")
         if self.cfg.eval.at_start and self.state.step == 0:
             self._evaluate()
-        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.is_main, desc="train",
+        # an explicit `disable` would override tqdm's TQDM_DISABLE variable, so honour it here
+        quiet = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
+        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=quiet or not self.is_main, desc="train",
                    dynamic_ncols=True)
         window: dict[str, list[float]] = defaultdict(list)
         try:
