@@ -99,6 +99,9 @@ def main() -> None:
     parser.add_argument("--clock", default="wall", choices=["wall", "process"],
                         help="wall time, or this process's CPU time (less sensitive to other load on a shared "
                              "CPU machine; use with --threads 1)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the timing, print torch.profiler's top operators for one step of the baseline "
+                             "and of stage 3 (where PoseBH's extra time goes)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -161,6 +164,18 @@ def main() -> None:
         p10, p90 = values[len(values) // 10], values[min(len(values) - 1, (9 * len(values)) // 10)]
         median = statistics.median(values)
         print(f"{name:32s} {median * 1e3:10.1f} {p10 * 1e3:7.1f}-{p90 * 1e3:<8.1f} {median / base:12.2f}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for case in (cases()[0], cases()[-1]):
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                step(case)
+            model.load_state_dict(snapshot)
+            total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e6
+            print(f"\n{case.name}: {total:.2f} s CPU self time; top operators by input shape:")
+            print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=15,
+                                                                     max_name_column_width=40,
+                                                                     max_shapes_column_width=70))
 
 
 if __name__ == "__main__":
