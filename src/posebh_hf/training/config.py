@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..losses.weights import LossWeights
 from .config_io import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 
 __all__ = [
@@ -254,15 +255,16 @@ class LossConfig:
         cluster_iters, cluster_beta: soft K-means of the cluster bank (500, 20).
     """
 
-    head: float = 1.0
-    proto: float = 1.25e-5
-    ppc: float = 0.01
-    ppd: float = 0.001
-    phm: float = 3.33e-6
-    cps: float = 1e-2
-    css: float = 1e-3
-    css_conf_thr: float = 0.25
-    css_match_dist: float = 2.1
+    # the weights and CSS thresholds default to the losses package's `LossWeights` (one source of the values)
+    head: float = LossWeights.head
+    proto: float = LossWeights.proto
+    ppc: float = LossWeights.ppc
+    ppd: float = LossWeights.ppd
+    phm: float = LossWeights.phm
+    cps: float = LossWeights.cps
+    css: float = LossWeights.css
+    css_conf_thr: float = LossWeights.css_conf_thr
+    css_match_dist: float = LossWeights.css_match_dist
     momentum: float = 0.999
     sinkhorn_epsilon: float = 0.05
     sinkhorn_iters: int = 3
@@ -273,13 +275,17 @@ class LossConfig:
     cluster_beta: float = 20.0
 
     def __post_init__(self) -> None:
-        for name in ("head", "proto", "ppc", "ppd", "phm", "cps", "css", "css_conf_thr", "css_match_dist"):
+        for name in (f.name for f in fields(LossWeights)):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"losses.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"losses.momentum must be in [0, 1), got {self.momentum}")
         if not self.sinkhorn_epsilon > 0 or self.sinkhorn_iters < 1:
             raise ConfigError("losses.sinkhorn_epsilon must be > 0 and sinkhorn_iters >= 1")
+
+    def weights(self) -> LossWeights:
+        """The losses package's `LossWeights` with this config's values."""
+        return LossWeights(**{f.name: getattr(self, f.name) for f in fields(LossWeights)})
 
 
 @dataclass

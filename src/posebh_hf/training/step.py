@@ -34,9 +34,7 @@ __all__ = ["LossContext", "StepResult", "compute_losses", "loss_weights"]
 
 def loss_weights(config: LossConfig) -> LossWeights:
     """The losses package's `LossWeights` from the training config."""
-    return LossWeights(head=config.head, proto=config.proto, ppc=config.ppc, ppd=config.ppd, phm=config.phm,
-                       cps=config.cps, css=config.css, css_conf_thr=config.css_conf_thr,
-                       css_match_dist=config.css_match_dist)
+    return config.weights()
 
 
 @dataclass
