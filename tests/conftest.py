@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,6 +23,20 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the team's shared data folder beside the checkout); absent here")
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers started by a test)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def load_demo_app() -> ModuleType:
+    """app/app.py, imported as `posebh demo` imports it, once per session (the module holds the app's state)."""
+    from posebh_hf.cli.demo import load_app_module
+
+    return sys.modules.get("posebh_demo_app") or load_app_module(REPO_ROOT / "app" / "app.py")
 
 
 @pytest.fixture

@@ -3,15 +3,12 @@ then a corrupt upload must show a readable message. Skips without chromium, play
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import socket
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from conftest import free_port, load_demo_app, shared_path
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("gradio")
@@ -30,22 +27,6 @@ def chromium() -> str:
     return path
 
 
-def load_app():
-    if "posebh_demo_app" in sys.modules:
-        return sys.modules["posebh_demo_app"]
-    spec = importlib.util.spec_from_file_location("posebh_demo_app", REPO / "app" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def random_model_url(tmp_path_factory):
     """The demo as a fresh checkout without a default model shows it: a random tiny model under the banner."""
@@ -55,7 +36,7 @@ def random_model_url(tmp_path_factory):
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.pipeline import PoseBHPipeline
 
-    app = load_app()
+    app = load_demo_app()
     import demo_model
 
     torch.manual_seed(0)

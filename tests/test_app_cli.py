@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from posebh_hf.cli import demo as demo_cli
 from posebh_hf.cli import main
@@ -28,12 +28,6 @@ def test_a_missing_app_folder_is_one_clear_line(monkeypatch, tmp_path, capsys):
     assert main(["demo"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(tmp_path / "app.py") in err and "POSEBH_APP_DIR" in err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, load_demo_app
 from PIL import Image
 
 pytest.importorskip("gradio")
@@ -19,23 +18,6 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_app():
-    """app/app.py under a private module name, as `posebh demo` loads it."""
-    if "posebh_demo_app" in sys.modules:
-        return sys.modules["posebh_demo_app"]
-    spec = importlib.util.spec_from_file_location("posebh_demo_app", REPO / "app" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tiny_model_dir(tmp_path_factory) -> Path:
@@ -59,7 +41,7 @@ def rss_mib() -> float:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    app = load_app()
+    app = load_demo_app()
     model_dir = tiny_model_dir(tmp_path_factory)
     demo = app.build_demo(str(model_dir))
     _, url, _ = app.launch_demo(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)

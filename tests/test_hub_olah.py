@@ -5,7 +5,6 @@ downloads them through huggingface_hub exactly as from the Hub. Skipped when ola
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import free_port
 
 pytest.importorskip("olah", reason="olah (dev extra) is not installed")
 if shutil.which("git") is None:
@@ -46,12 +46,6 @@ def _commit_folder(repo: Path, message: str, tag: str | None = None) -> str:
     if tag:
         _git(repo, "tag", tag)
     return _git(repo, "rev-parse", "HEAD")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
@@ -89,7 +83,7 @@ def olah_repos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     pack_repo = root / "mirrors" / "models" / "org" / "mouse-protos"
     pack.save(pack_repo, repo_id="org/mouse-protos")
     _commit_folder(pack_repo, "pack", tag="v1")
-    port = _free_port()
+    port = free_port()
     config = root / "olah.toml"
     config.write_text(f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root / "cache"}"\n'
                       f'mirrors-path = ["{root / "mirrors"}"]\nmirror-netloc = "127.0.0.1:{port}"\n'

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from conftest import free_port, shared_path
 from test_training_run import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,16 +25,10 @@ LONGER = ["schedule.epochs=10", "schedule.steps_per_epoch=3", "schedule.heads_th
           "logging.param_digest=true", "eval.at_end=false"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _command(overrides: list[str], *extra: str) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(_free_port()), "scripts/train.py", "--config", "configs/smoke.yaml",
+            "--main_process_port", str(free_port()), "scripts/train.py", "--config", "configs/smoke.yaml",
             *extra, *overrides]
 
 
