@@ -43,6 +43,7 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from machine_info import cpu_name  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation  # noqa: E402
 
@@ -230,20 +231,10 @@ def environment(args: argparse.Namespace) -> dict:
         versions["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    machine = f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {args.threads}"
+    machine = f"{platform.machine()} {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {args.threads}"
     if args.device == "cuda":
         machine += f", GPU {torch.cuda.get_device_name()}"
     return {"machine": machine, "versions": versions, "command": " ".join(["python", *sys.argv])}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def print_table(results: dict, env: dict, load: tuple[float, float]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import cpu_name
 from PIL import Image
 from transformers import VitPoseImageProcessorPil
 
@@ -99,7 +100,7 @@ def main() -> None:
     import cv2
     import transformers
 
-    print(f"\nP2 preprocessing, {platform.machine()} {_cpu_name()}, {os.cpu_count()} logical CPUs, torch threads "
+    print(f"\nP2 preprocessing, {platform.machine()} {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads "
           f"{args.threads}, OpenCV threads {cv2.getNumThreads()}; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
     print(f"versions: python {platform.python_version()}, torch {torch.__version__}, transformers "
@@ -115,16 +116,6 @@ def main() -> None:
         diff = "-" if name == names[0] else f"{mean_diff:.4f}"
         peak = "-" if name == names[0] else f"{max_diff:.3f}"
         print(f"| {name} | {rate:.0f} | {statistics.median(ratios):.1f} | {diff} | {peak} |")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ APP_MODEL = REPO / "app" / "default_model"
 
 
 def _load_study():
+    sys.path.insert(0, str(REPO / "benchmarks"))  # as `python benchmarks/mdt_mini_study.py` has it (machine_info)
     spec = importlib.util.spec_from_file_location("mdt_mini_study", REPO / "benchmarks" / "mdt_mini_study.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["mdt_mini_study"] = module
