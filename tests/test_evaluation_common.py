@@ -87,6 +87,13 @@ def pycocotools_eval(gt: COCO | str | Path, preds: list[dict[str, Any]], sigmas:
     with contextlib.redirect_stdout(io.StringIO()):
         coco = gt if isinstance(gt, COCO) else COCO(str(gt))
         dets = coco.loadRes(copy.deepcopy(preds))
+    return cocoeval_keypoints(coco, dets, sigmas, img_ids)
+
+
+def cocoeval_keypoints(coco: COCO, dets: COCO, sigmas: np.ndarray, img_ids: list[Any] | None = None) -> COCOeval:
+    """COCOeval('keypoints') with ``sigmas`` on already loaded ground truth and results (evaluate, accumulate,
+    summarize; its printing silenced)."""
+    with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(coco, dets, "keypoints")
         ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         if img_ids is not None:
