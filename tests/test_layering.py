@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "posebh_hf"
 LAYERS: dict[str, int] = {
     "skeletons": 0,
     "geometry": 0,
+    "atomic_files": 0,
     "codecs": 1,
     "transforms": 1,
     "ops": 1,

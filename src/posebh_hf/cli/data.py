@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..atomic_files import write_atomically
 
 # Heavy imports (datasets, cv2, torch) happen inside the handlers so `posebh --help` stays fast.
 
@@ -121,13 +121,6 @@ def run_show(args: argparse.Namespace) -> int:
         keypoints = np.asarray(sample["keypoints"])
         tiles.append(draw_pose(crop, keypoints[:, :2], keypoints[:, 2], skeleton, score_threshold=0.5))
     grid = tile(tiles, cols=args.cols)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(grid).save(tmp, format="PNG")
-        os.replace(tmp, args.out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomically(args.out, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
     print(f"wrote {len(samples)} samples of {args.dataset} ({skeleton.name}) to {args.out}")
     return 0

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import write_text_atomically
 from ..evaluation import PROTOCOLS, evaluate
 
 
@@ -72,14 +71,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         metrics = evaluate(args.protocol, args.gt, args.pred, skeleton=args.skeleton, **_options(args))
@@ -88,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     text = json.dumps(_clean(metrics), indent=2, allow_nan=False)
     if args.output:
-        _write_atomic(Path(args.output), text + "\n")
+        write_text_atomically(Path(args.output), text + "\n")
     print(text)
     return 0

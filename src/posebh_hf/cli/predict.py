@@ -7,10 +7,11 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic_files import write_atomically
 
 
 def default_model_dir() -> Path | None:
@@ -57,10 +58,7 @@ def check_model_dir(path: str) -> None:
 def write_png_atomic(path: Path, image_rgb: np.ndarray) -> None:
     from PIL import Image  # noqa: PLC0415
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as tmp:
-        Image.fromarray(image_rgb).save(tmp, format="PNG")
-    os.replace(tmp.name, path)
+    write_atomically(path, lambda tmp: Image.fromarray(image_rgb).save(tmp, format="PNG"))
 
 
 def run(args: argparse.Namespace) -> int:

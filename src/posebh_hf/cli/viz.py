@@ -7,10 +7,10 @@ nearest keypoints in the other skeletons (layer 5, thin wrapper over `posebh_hf.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from ..atomic_files import write_text_atomically
 
 __all__ = ["register", "run_prototypes"]
 
@@ -59,10 +59,6 @@ def run_prototypes(args: argparse.Namespace) -> int:
     if args.table is None:
         sys.stdout.write(text + "\n")
     else:
-        args.table.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{args.table.name}.", dir=args.table.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, args.table)
+        write_text_atomically(args.table, text + "\n")
     print(f"wrote {args.out} ({len(protos.names)} keypoints of {', '.join(protos.skeletons)})", file=sys.stderr)
     return 0

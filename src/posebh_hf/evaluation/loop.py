@@ -19,15 +19,13 @@ Post-processing follows mmpose's top-down evaluation (spec 6.3):
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic_files import write_json_atomically
 from ..geometry import box_to_center_scale, sanitize_box_xywh
 from ..skeletons import Skeleton, get_skeleton
 from .api import PROTOCOLS, evaluate
@@ -196,15 +194,6 @@ def _mpii_ground_truth(rows: Sequence[Mapping[str, Any]]) -> tuple[MpiiGroundTru
     return MpiiGroundTruth(np.stack(joints), np.stack(vis), np.stack(heads)), ids
 
 
-def _write_json(path: str | Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 def evaluate_model(
     model: Any, dataset: Iterable[Mapping[str, Any]], protocol: str, boxes: str | Path = "gt", flip: bool = True,
     *, skeleton: str | Skeleton | None = None, batch_size: int = 32, vis_thr: float = 0.2,
@@ -255,7 +244,7 @@ def evaluate_model(
             raise EvaluationInputError(f"MPII persons {missing[:10]} have no labelled joint to predict from")
         pred = np.stack([by_id[i] for i in ids])
         if save_predictions is not None:
-            _write_json(save_predictions, pred.tolist())
+            write_json_atomically(save_predictions, pred.tolist())
         return pckh_metrics(pred + 1.0, gt.joints, gt.visible, gt.head_boxes)
     if spec.kind == "oks":
         results = _coco_results(instances, skel, vis_thr, nms_thr)
@@ -264,5 +253,5 @@ def evaluate_model(
                     "keypoints": i["keypoints"].reshape(-1).tolist(), "score": 1.0,
                     "annotation_id": i["annotation_id"]} for i in instances]
     if save_predictions is not None:
-        _write_json(save_predictions, results)
+        write_json_atomically(save_predictions, results)
     return evaluate(protocol, dataset_to_coco(rows), results, skeleton=skel, **options)

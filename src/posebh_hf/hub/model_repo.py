@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import write_text_atomically
 from ..modeling import PoseBHForPoseEstimation
 from .cards import ResultRow, render_model_card
 from .download import check_repo_id, push_folder
@@ -45,9 +46,7 @@ def save_model_repo(
     card = render_model_card(model.config, repo_id=repo_id, remote_code=remote_code,
                              reported_results=reported_results, measured_results=measured_results, packs=packs,
                              **card_kwargs)
-    tmp = folder / ".README.md.tmp"
-    tmp.write_text(card, encoding="utf-8")
-    os.replace(tmp, folder / "README.md")
+    write_text_atomically(folder / "README.md", card)
     return folder
 
 

@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic_files import write_atomically, write_text_atomically
 from ..skeletons import Skeleton, SkeletonError
 
 __all__ = [
@@ -170,14 +171,14 @@ class PrototypePack:
                     "num_keypoints": str(self.num_keypoints), "num_prototypes": str(self.num_prototypes),
                     "embed_dim": str(self.embed_dim), "embedding_fingerprint": self.embedding_fingerprint}
         tensors = {TENSOR_NAME: self.prototypes.detach().to("cpu", torch.float32).contiguous()}
-        _atomic_write(folder / PROTOTYPES_FILE, lambda path: save_file(tensors, str(path), metadata=metadata))
+        write_atomically(folder / PROTOTYPES_FILE, lambda path: save_file(tensors, str(path), metadata=metadata))
         text = json.dumps(self.to_config(), indent=2) + "\n"
-        _atomic_write(folder / CONFIG_FILE, lambda path: path.write_text(text, encoding="utf-8"))
+        write_text_atomically(folder / CONFIG_FILE, text)
         if card:
             from .cards import render_pack_card
 
             card_text = render_pack_card(self, repo_id=repo_id)
-            _atomic_write(folder / CARD_FILE, lambda path: path.write_text(card_text, encoding="utf-8"))
+            write_text_atomically(folder / CARD_FILE, card_text)
         return folder
 
     @classmethod
@@ -276,16 +277,6 @@ class PrototypePack:
 
 
 # ---------------------------------------------------------------------------------------------- file helpers
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` on a temp file in the same folder, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_config(path: Path) -> dict[str, Any]:

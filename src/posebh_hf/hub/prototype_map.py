@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import write_atomically
 from ..modeling import PoseBHForPoseEstimation
 
 __all__ = [
@@ -258,8 +259,6 @@ def prototype_map(model: PoseBHForPoseEstimation, out: str | Path, *, skeletons:
                   method: str = "tsne", links: bool = True, link_threshold: float = DEFAULT_LINK_THRESHOLD
                   ) -> PrototypeSet:
     """Compute and write the map PNG to `out` (atomically). Returns the prototypes used."""
-    import os
-    import tempfile
 
     from PIL import Image
 
@@ -268,14 +267,5 @@ def prototype_map(model: PoseBHForPoseEstimation, out: str | Path, *, skeletons:
     title = (f"PoseBH keypoint prototypes ({method.upper()}, similarity {protos.similarity}, "
              f"M={protos.prototypes.shape[1]})")
     image = render_prototype_map(protos, coords, title=title, links=links, link_threshold=link_threshold)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(out, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
     return protos

@@ -26,6 +26,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..atomic_files import write_text_atomically
+
 __all__ = ["CONFIG_MODULE", "MODEL_MODULE", "RemoteCodeError", "auto_map", "build_remote_code",
            "write_remote_code"]
 
@@ -165,14 +167,8 @@ def write_remote_code(folder: str | os.PathLike[str], files: Iterable[tuple[str,
         raise FileNotFoundError(f"{config_path} does not exist; call save_pretrained(folder) first")
     written = []
     for filename, source in (files if files is not None else build_remote_code().items()):
-        path = folder / filename
-        tmp = path.with_name(f".{filename}.tmp")
-        tmp.write_text(source, encoding="utf-8")
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(write_text_atomically(folder / filename, source))
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["auto_map"] = auto_map()
-    tmp = config_path.with_name(".config.json.tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, config_path)
+    write_text_atomically(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return written

@@ -13,7 +13,6 @@ old checkpoints. A folder without `training_state.json` is never picked up by ``
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -22,8 +21,7 @@ from typing import Any
 
 from .config import ConfigError
 
-__all__ = ["STATE_FILE", "TrainingState", "find_checkpoint", "list_checkpoints", "prune_checkpoints",
-           "write_json_atomic"]
+__all__ = ["STATE_FILE", "TrainingState", "find_checkpoint", "list_checkpoints", "prune_checkpoints"]
 
 STATE_FILE = "training_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -69,12 +67,6 @@ class TrainingState:
         if unknown:
             raise ConfigError(f"checkpoint state {path} has unknown fields {unknown} (written by another version?)")
         return cls(**data)
-
-
-def write_json_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:

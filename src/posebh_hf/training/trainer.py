@@ -28,6 +28,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
 from tqdm.auto import tqdm
 
+from ..atomic_files import write_text_atomically
 from ..losses import cluster_keypoint_map
 from ..modeling import PoseBHForPoseEstimation
 from .config import ConfigError, TrainConfig
@@ -36,7 +37,7 @@ from .model_init import build_model
 from .param_groups import build_optimizer
 from .prototype_sync import average_across_processes, build_cluster_bank, make_all_reduce, prototype_stats
 from .schedule import LRSchedule, StageFlags, StageSchedule, apply_stage
-from .state import STATE_FILE, TrainingState, find_checkpoint, prune_checkpoints, write_json_atomic
+from .state import STATE_FILE, TrainingState, find_checkpoint, prune_checkpoints
 from .step import LossContext, PrototypeBankView, StepResult, compute_losses
 from .validation import ValidationSet, build_validation_sets, validate
 
@@ -237,7 +238,7 @@ class Trainer:
             self.load_checkpoint(find_checkpoint(resume, self.output_dir))
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.output_dir / "train_config.yaml", yaml.safe_dump(self.cfg.to_dict(),
+            write_text_atomically(self.output_dir / "train_config.yaml", yaml.safe_dump(self.cfg.to_dict(),
                                                                                    sort_keys=False))
         self._init_trackers()
         self._print(f"{self.init_description}; {self.world} process(es), {self.data.steps_per_epoch} steps/epoch, "
@@ -344,7 +345,7 @@ class Trainer:
         folder = self.output_dir / "param_digest"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"rank_{self.acc.process_index}.txt"
-        write_json_atomic(path, digest.hexdigest())
+        write_text_atomically(path, digest.hexdigest())
         return path
 
     def _init_trackers(self) -> None:
@@ -375,7 +376,7 @@ class Trainer:
         self.acc.save_state(str(partial))  # model, optimizer, scaler, RNG of every process
         self.acc.wait_for_everyone()
         if self.is_main:
-            write_json_atomic(partial / STATE_FILE, self.state.to_json())
+            write_text_atomically(partial / STATE_FILE, self.state.to_json())
             if target.exists():
                 shutil.rmtree(target)
             os.replace(partial, target)
@@ -442,7 +443,7 @@ class Trainer:
                                  measured_source=f"posebh_hf scripts/train.py, step {self.state.step}",
                                  provenance=f"Trained with posebh_hf ({self.cfg.mode} mode), "
                                             f"{self.init_description}.")
-        write_json_atomic(folder / "README.md", card)
+        write_text_atomically(folder / "README.md", card)
 
     def _export_pack(self, folder: Path) -> Path:
         from ..hub.attach import export_prototype_pack

@@ -9,13 +9,11 @@ path components joined with "/" and five mis-encoded folder names are mapped to 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ...atomic_files import write_json_atomically
 from ...skeletons import get_skeleton
 from .base import Corpus, MalformedRecordError, as_int, require
 from .coco_style import load_coco_dict, read_coco_style
@@ -93,16 +91,5 @@ def split_apt36k(annotations: str | Path, out_dir: str | Path) -> dict[str, tupl
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, content in out.items():
-        _write_json_atomic(out_dir / f"apt36k_{split}.json", content)
+        write_json_atomically(out_dir / f"apt36k_{split}.json", content, ensure_ascii=False)
     return {s: (len(out[s]["images"]), len(out[s]["annotations"])) for s in SPLITS}
-
-
-def _write_json_atomic(path: Path, content: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
