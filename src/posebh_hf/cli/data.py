@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
 
 def _register_build(verbs: Any) -> None:
     p = verbs.add_parser("build", help="convert native annotations into a Hugging Face dataset")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--format", required=True, choices=FORMATS, help="the corpus's native annotation format")
     p.add_argument("--annotations", required=True, type=Path, help="the corpus's annotation file")
     p.add_argument("--images", required=True, type=Path, help="folder the file names are relative to")
     p.add_argument("--out", required=True, type=Path, help="output folder (datasets.save_to_disk layout)")
@@ -62,9 +62,9 @@ def _register_show(verbs: Any) -> None:
     p.add_argument("dataset", type=Path, help="a folder written by `posebh data build`")
     p.add_argument("--n", type=int, default=8, help="number of samples")
     p.add_argument("--out", type=Path, default=Path("grid.png"), help="output PNG")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample choice and augmentation (0)")
     p.add_argument("--epoch", type=int, default=0, help="augmentation epoch (changes the random draws)")
-    p.add_argument("--cols", type=int, default=4)
+    p.add_argument("--cols", type=int, default=4, help="tiles per row of the grid (4)")
     p.add_argument("--box-source", choices=("bbox", "roi", "content"), default=None,
                    help="ROI of each instance: its box (default), a stored ROI (MPII), or the whole image "
                         "(content: datasets of ready crops such as mdt_mini/crops)")
