@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..configuration_posebh import BACKBONE_PRESETS, DEFAULT_DATASETS
+from ..configuration_posebh import DEFAULT_DATASETS
 from ..conversion import (
     PARITY_TOLERANCE,
     ConversionError,
@@ -16,6 +16,7 @@ from ..conversion import (
     vitpose_to_posebh_model,
 )
 from ..conversion.common import check_destination, save_model_atomically
+from ..conversion.layout import OFFICIAL_SIZES
 
 __all__ = ["register", "run_official", "run_vitpose"]
 
@@ -49,15 +50,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vitpose.set_defaults(func=run_vitpose)
 
     official = verbs.add_parser("official", help="an official PoseBH / ViTPose++ .pth",
-                                description="Convert an official PoseBH MDT or ViTPose++ .pth (mmpose layout). "
-                                "Loaded with torch.load(weights_only=True).")
+                                description="Convert an official PoseBH / ViTPose / ViTPose++ .pth (mmpose layout): "
+                                "unsplit MDT checkpoints, model_split.py files (coco.pth, aic.pth, ...), classic or "
+                                "simple decoders, one-MLP multi-head files. Size, experts and heads are inferred "
+                                "from the tensors. Loaded with torch.load(weights_only=True).")
     official.add_argument("--src", required=True, type=Path, help="official .pth checkpoint")
     official.add_argument("--dst", required=True, type=Path, help="output PoseBH folder")
-    official.add_argument("--variant", choices=sorted(BACKBONE_PRESETS, key=["base", "huge", "tiny"].index),
-                          default="base", help="backbone size: base (ViT-B) or huge (ViT-H); tiny is a test preset")
+    official.add_argument("--variant", choices=list(OFFICIAL_SIZES), default=None,
+                          help="expected backbone size, checked against the size inferred from the tensors "
+                               "(small/base/large/huge = ViT-S/B/L/H; tiny is a test preset)")
     official.add_argument("--datasets", nargs="+", default=None,
-                          help=f"dataset names in head order (default: {' '.join(DEFAULT_DATASETS)}; coco for a "
-                               "single-head checkpoint)")
+                          help=f"dataset names in head order (default: the names in the file name, else "
+                               f"{' '.join(DEFAULT_DATASETS)} cut to the head count)")
+    official.add_argument("--dataset", default=None,
+                          help="the dataset of a split file (model_split.py output) or single-head checkpoint "
+                               "(default: from the file name, e.g. coco.pth, base_coco.pth, aic.pth, wholebody.pth; "
+                               "else the merged expert's dataset; else coco for 17 keypoints)")
     _common_options(official)
     official.set_defaults(func=run_official)
 
@@ -91,6 +99,6 @@ def run_vitpose(args: argparse.Namespace) -> int:
 def run_official(args: argparse.Namespace) -> int:
     """`convert official`: convert an official .pth and save (errors as for `run_vitpose`)."""
     report = convert_official(args.src, args.dst, args.variant, _dataset_list(args.datasets),
-                              overwrite=args.overwrite, seed=args.seed)
+                              overwrite=args.overwrite, seed=args.seed, dataset=args.dataset)
     print(report.summary())
     return 0

@@ -53,14 +53,22 @@ class ConversionReport:
     dropped: dict[str, str] = field(default_factory=dict)  # source key -> reason
     initialised: list[str] = field(default_factory=list)
     parity: dict[int, float] | None = None
+    layout: str = ""  # what the source was inferred to be (official checkpoints)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """A few human-readable lines for the CLI."""
-        lines = [f"wrote {self.destination} ({self.config_summary})",
-                 f"  mapped {len(self.mapped)} tensors from {len(set(self.mapped.values()))} source keys"]
+        lines = [f"wrote {self.destination} ({self.config_summary})"]
+        if self.layout:
+            lines.append(f"  source: {self.layout}")
+        lines.extend(f"  {note}" for note in self.notes)
+        lines.append(f"  mapped {len(self.mapped)} tensors from {len(set(self.mapped.values()))} source keys")
         if self.dropped:
-            reasons = sorted(set(self.dropped.values()))
-            lines.append(f"  dropped {len(self.dropped)} source keys: " + "; ".join(reasons))
+            counts: dict[str, int] = {}
+            for reason in self.dropped.values():
+                counts[reason] = counts.get(reason, 0) + 1
+            lines.append(f"  dropped {len(self.dropped)} source keys: "
+                         + "; ".join(f"{n} x {reason}" for reason, n in sorted(counts.items())))
         if self.initialised:
             prefixes = sorted({_module_prefix(k) for k in self.initialised})
             lines.append(f"  freshly initialised ({len(self.initialised)} tensors): " + ", ".join(prefixes))

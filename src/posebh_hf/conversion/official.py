@@ -1,10 +1,18 @@
-"""Official PoseBH / ViTPose++ `.pth` (mmpose 0.x layout, spec §7.2) -> PoseBH folder (layer 3).
+"""Official PoseBH / ViTPose / ViTPose++ `.pth` (mmpose 0.x layout, spec §7.2) -> PoseBH folder (layer 3).
 
-Accepted: the PoseBH MDT checkpoint (backbone + `keypoint_head` + `associate_keypoint_heads.{0..4}` +
-`proto_head`), the ViTPose++ multi-dataset checkpoints (no `proto_head`: embedding head and prototypes are
-freshly initialised), and single-dataset checkpoints (plain ViT without experts, one head, e.g. a split
-`coco.pth` or a transfer model). Loaded with `torch.load(weights_only=True)`; top-level `state_dict` / `model` /
-`module` wrappers and a leading `module.` are stripped.
+Nothing about the file has to be told: `layout.detect_layout` infers the backbone size (ViT-S/B/L/H from width and
+depth), the experts, the heads, the head type and whether it is a split file. Accepted layouts:
+- the unsplit PoseBH MDT checkpoint (backbone with experts + `keypoint_head` + `associate_keypoint_heads.{0..4}` +
+  `proto_head`) and the ViTPose++ multi-dataset checkpoints (no `proto_head`: embedding head and prototypes are
+  freshly initialised);
+- `tools/model_split.py` outputs (spec §7.3): fc2 [C, 4C] already holds one expert merged in; the leftover expert
+  tensors (PoseBH's script, Q12) and, in `coco.pth`, the associate heads are dropped and reported; the file becomes a
+  one-dataset model named by `--dataset`, the file name (`coco.pth`, `base_coco.pth`, `aic.pth`, `wholebody.pth`,
+  ...) or the merged expert; its prototype rows are kept when `proto_head` is still in the file;
+- plain ViTPose files: one classic head (deconvs + 1x1 conv) or the simple decoder (`final_layer` 3x3 only), and
+  one-MLP multi-head files (`vitpose_*_coco_aic_mpii.pth`), hosted with one identical expert per head.
+Loaded with `torch.load(weights_only=True)`; top-level `state_dict` / `model` / `module` wrappers and a leading
+`module.` are stripped.
 
 Key table (source -> PoseBH):
 
@@ -26,8 +34,8 @@ Key table (source -> PoseBH):
 | proto_head.kpt_prototype.prototypes [K, M, D] | keypoint_prototypes.prototypes |
 | proto_head.cluster_prototype.prototypes [C, M, D] | keypoint_prototypes.cluster_prototypes (kept, C from shape) |
 
-Dropped on purpose: `backbone.cls_token` (ViTPose has no class token; transformers' converter drops it too).
-Any other key is an error.
+Dropped on purpose: `backbone.cls_token` (ViTPose has no class token; transformers' converter drops it too) and, in
+split files only, the leftovers named above. Any other key is an error.
 """
 
 from __future__ import annotations
@@ -40,8 +48,9 @@ from typing import Any
 
 import torch
 
-from ..configuration_posebh import BACKBONE_PRESETS, DEFAULT_DATASETS, PoseBHConfig, backbone_config_for
+from ..configuration_posebh import DEFAULT_DATASETS, PoseBHConfig, backbone_config_for
 from ..modeling import PoseBHForPoseEstimation
+from ..skeletons import get_skeleton
 from .common import (
     ConversionError,
     ConversionReport,
@@ -50,6 +59,13 @@ from .common import (
     check_destination,
     save_model_atomically,
 )
+from .layout import (
+    CheckpointLayout,
+    dataset_from_filename,
+    datasets_from_filename,
+    default_datasets_for,
+    detect_layout,
+)
 
 __all__ = [
     "DROPPED_KEYS",
@@ -57,7 +73,9 @@ __all__ = [
     "load_official_state_dict",
     "map_official_state_dict",
     "official_config",
+    "normalise_official_state_dict",
     "official_to_posebh_model",
+    "resolve_dataset_names",
 ]
 
 DROPPED_KEYS: dict[str, str] = {
@@ -184,46 +202,151 @@ def map_official_state_dict(state_dict: Mapping[str, torch.Tensor]
     return mapped, dropped
 
 
-# --------------------------------------------------------------------------------------------------- config
+# --------------------------------------------------------------------------------------------------- layouts
+_LEFTOVER_EXPERT = "leftover expert of a split file (fc2 already holds the merged expert)"
+_LEFTOVER_HEAD = "associate head left in a split file (keypoint_head is this file's dataset head)"
+
+
 def _shape(state_dict: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
     if key not in state_dict:
         raise ConversionError(f"the checkpoint has no {key!r}; is this a PoseBH / ViTPose++ checkpoint?")
     return tuple(state_dict[key].shape)
 
 
-def _count(state_dict: Mapping[str, torch.Tensor], pattern: str) -> int:
-    regex = re.compile(pattern)
-    return len({m.group(1) for k in state_dict if (m := regex.fullmatch(k))})
+def _skeleton_keypoints(name: str) -> int | None:
+    """K of a built-in skeleton, None for a name that is not built in (a custom skeleton)."""
+    try:
+        return get_skeleton(name).num_keypoints
+    except (KeyError, ValueError, OSError):
+        return None
 
 
-def official_config(state_dict: Mapping[str, torch.Tensor], variant: str = "base",
-                    dataset_names: Sequence[str] | None = None, **backbone_overrides: Any) -> PoseBHConfig:
-    """The PoseBH config for an official checkpoint: backbone from `variant` (base / huge; attention heads
-    cannot be read from shapes), expert count, head widths, D, M and cluster count from the tensors."""
-    if variant not in BACKBONE_PRESETS:
-        raise ConversionError(f"unknown variant {variant!r}; expected one of {sorted(BACKBONE_PRESETS)}")
-    num_experts = _count(state_dict, r"backbone\.blocks\.0\.mlp\.experts\.(\d+)\.weight") or 1
-    num_heads = _count(state_dict, r"(keypoint_head)\.final_layer\.weight") + _count(
-        state_dict, r"associate_keypoint_heads\.(\d+)\.final_layer\.weight")
-    if num_heads == 0:
-        raise ConversionError("the checkpoint has no keypoint_head.final_layer.weight; is this a PoseBH / ViTPose++ "
-                              "checkpoint?")
-    if dataset_names is None:
-        dataset_names = list(DEFAULT_DATASETS) if num_heads == len(DEFAULT_DATASETS) else (
-            ["coco"] if num_heads == 1 else None)
-        if dataset_names is None:
-            raise ConversionError(f"the checkpoint has {num_heads} heatmap heads; pass --datasets with {num_heads} "
-                                  "names in head order")
-    if len(dataset_names) != num_heads:
-        raise ConversionError(f"the checkpoint has {num_heads} heatmap heads (keypoint_head + associate_keypoint_heads)"
-                              f" but {len(dataset_names)} dataset names were given: {list(dataset_names)}")
-    if num_experts > 1:
-        backbone_overrides.setdefault("part_features", _shape(state_dict, "backbone.blocks.0.mlp.experts.0.weight")[0])
+def _check_keypoints(names: Sequence[str], layout: CheckpointLayout) -> None:
+    for name, prefix, k in zip(names, layout.heads, layout.head_keypoints, strict=False):
+        skeleton_k = _skeleton_keypoints(name)
+        if skeleton_k is not None and skeleton_k != k:  # a custom skeleton: PoseBHConfig reports it
+            raise ConversionError(f"{prefix} predicts {k} keypoints but dataset {name!r} has {skeleton_k}; pass "
+                                  "--dataset / --datasets with matching skeletons")
+
+
+def resolve_dataset_names(layout: CheckpointLayout, dataset_names: Sequence[str] | None = None,
+                          dataset: str | None = None, source: str | Path | None = None) -> list[str]:
+    """The PoseBH dataset names for a checkpoint.
+
+    One output head (a split file or a single-head ViTPose file): `dataset`, else a one-name `dataset_names`, else the
+    dataset in the file name (`coco.pth`, `base_coco.pth`, `aic.pth`, ...), else the merged expert's dataset (split
+    files), else "coco" for 17 keypoints. A split file whose merged expert is a different PoseBH dataset than the
+    name is refused. Several heads: `dataset_names`, else the names in the file name, else the PoseBH order cut to
+    the head count when the keypoint counts match.
+    """
+    single = layout.kind == "split" or len(layout.heads) == 1
+    if single:
+        if dataset_names is not None and len(dataset_names) != 1 and dataset is None:
+            raise ConversionError(f"this {'split file' if layout.kind == 'split' else 'checkpoint'} has one heatmap "
+                                  f"head but {len(dataset_names)} dataset names were given: {list(dataset_names)}")
+        name = dataset or (dataset_names[0] if dataset_names else None) or dataset_from_filename(source)
+        expert_name = (DEFAULT_DATASETS[layout.merged_expert] if layout.merged_expert is not None
+                       and layout.num_experts == len(DEFAULT_DATASETS) else None)
+        if name is None:
+            name = expert_name or ("coco" if layout.head_keypoints[0] == 17 else None)
+        if name is None:
+            raise ConversionError(f"cannot tell which dataset this one-head checkpoint is for (keypoint_head predicts "
+                                  f"{layout.head_keypoints[0]} keypoints); pass --dataset NAME")
+        if expert_name is not None and name in DEFAULT_DATASETS and name != expert_name:
+            raise ConversionError(f"the dataset is {name!r} (--dataset or the file name) but the file's fc2 holds "
+                                  f"expert {layout.merged_expert} ({expert_name!r}) merged; pass --dataset "
+                                  f"{expert_name} or check the file")
+        names = [name]
+    else:
+        if dataset is not None:
+            raise ConversionError(f"--dataset names the dataset of a one-head (split) file; this checkpoint has "
+                                  f"{len(layout.heads)} heatmap heads, use --datasets")
+        from_file = datasets_from_filename(source)
+        if dataset_names is not None:
+            names = list(dataset_names)
+        elif len(from_file) == len(layout.heads):
+            names = from_file
+        else:
+            names = default_datasets_for(len(layout.heads), layout.head_keypoints)
+            if names is None:
+                raise ConversionError(f"the checkpoint has {len(layout.heads)} heatmap heads "
+                                      f"({layout.head_keypoints} keypoints); pass --datasets with "
+                                      f"{len(layout.heads)} names in head order")
+        if len(names) != len(layout.heads):
+            raise ConversionError(f"the checkpoint has {len(layout.heads)} heatmap heads (keypoint_head + "
+                                  f"associate_keypoint_heads) but {len(names)} dataset names were given: {names}")
+    _check_keypoints(names, layout)
+    return names
+
+
+def normalise_official_state_dict(state_dict: Mapping[str, torch.Tensor], layout: CheckpointLayout,
+                                  dataset_names: Sequence[str]
+                                  ) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+    """Remove what a split file keeps by accident (spec §7.3, Q12): leftover experts and associate heads.
+
+    The prototype rows of the split file's dataset are kept (rows off_d .. off_d + K_d - 1 of the six-dataset table)
+    when the file holds the full 214-row table; otherwise `proto_head.*` is dropped. Returns (state dict, dropped
+    source key -> reason, notes). Unsplit and plain checkpoints pass through unchanged.
+    """
+    if layout.kind != "split":
+        return dict(state_dict), {}, []
+    out: dict[str, torch.Tensor] = {}
+    dropped: dict[str, str] = {}
+    notes: list[str] = []
+    for key, tensor in state_dict.items():
+        if re.fullmatch(r"backbone\.blocks\.\d+\.mlp\.experts\.\d+\.(weight|bias)", key):
+            dropped[key] = _LEFTOVER_EXPERT
+        elif key.startswith("associate_keypoint_heads."):
+            dropped[key] = _LEFTOVER_HEAD
+        else:
+            out[key] = tensor
+    proto_key = "proto_head.kpt_prototype.prototypes"
+    if proto_key in out:
+        name = dataset_names[0]
+        counts = [get_skeleton(n).num_keypoints for n in DEFAULT_DATASETS]
+        rows = out[proto_key].shape[0]
+        if rows == sum(counts) and name in DEFAULT_DATASETS:
+            d = DEFAULT_DATASETS.index(name)
+            start = sum(counts[:d])
+            out[proto_key] = out[proto_key][start:start + counts[d]]
+            notes.append(f"kept prototype rows {start}..{start + counts[d] - 1} of {rows} ({name})")
+        elif rows != _skeleton_keypoints(name):
+            for key in [k for k in out if k.startswith("proto_head.")]:
+                dropped[key] = (f"proto_head of a split file whose prototype table ({rows} rows) has no rows "
+                                f"for {name!r}")
+                del out[key]
+    if layout.merged_expert is not None:
+        notes.append(f"fc2 holds expert {layout.merged_expert} merged; {layout.num_experts} leftover experts dropped")
+    return out, dropped, notes
+
+
+# --------------------------------------------------------------------------------------------------- config
+def _hosted_experts(layout: CheckpointLayout) -> int:
+    """Experts of the PoseBH backbone: the file's experts (unsplit), 1 (split or one head), else one per head (a
+    one-MLP multi-head file is hosted with identical experts, see `_replicate_shared_mlp`)."""
+    if layout.kind == "moe":
+        return layout.num_experts
+    return 1 if layout.kind == "split" or len(layout.heads) == 1 else len(layout.heads)
+
+
+def _config(state_dict: Mapping[str, torch.Tensor], layout: CheckpointLayout, dataset_names: Sequence[str],
+            **backbone_overrides: Any) -> PoseBHConfig:
+    size = layout.size
+    experts = _hosted_experts(layout)
+    if layout.kind == "moe" and experts != len(dataset_names):
+        raise ConversionError(f"the checkpoint has {experts} experts but {len(dataset_names)} heatmap heads; a "
+                              "ViTPose++ / PoseBH checkpoint has one head per expert")
+    backbone_overrides.setdefault("part_features", layout.part_features if layout.kind == "moe"
+                                  else size.part_features)
+    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads"):
+        backbone_overrides.setdefault(name, getattr(size, name))
     kwargs: dict[str, Any] = {
-        "backbone_config": backbone_config_for(variant, num_experts, **backbone_overrides),
+        "backbone_config": backbone_config_for("base", experts, **backbone_overrides),
         "dataset_names": list(dataset_names),
-        "head_channels": _shape(state_dict, "keypoint_head.deconv_layers.0.weight")[1],
+        "head_type": layout.head_type,
     }
+    if layout.head_type == "classic":
+        kwargs["head_channels"] = _shape(state_dict, "keypoint_head.deconv_layers.0.weight")[1]
     if "proto_head.kpt_prototype.prototypes" in state_dict:
         _, m, d = _shape(state_dict, "proto_head.kpt_prototype.prototypes")
         kwargs.update(num_prototypes=m, embed_dim=d,
@@ -237,35 +360,77 @@ def official_config(state_dict: Mapping[str, torch.Tensor], variant: str = "base
         raise ConversionError(f"cannot build a PoseBH config for this checkpoint: {err}") from None
 
 
+def official_config(state_dict: Mapping[str, torch.Tensor], variant: str | None = None,
+                    dataset_names: Sequence[str] | None = None, *, dataset: str | None = None,
+                    source: str | Path | None = None, **backbone_overrides: Any) -> PoseBHConfig:
+    """The PoseBH config for an official checkpoint, inferred from its tensors: size (S/B/L/H; `variant` is only a
+    check), experts, heads and their keypoint counts, head type, D, M and the cluster count."""
+    layout = detect_layout(state_dict, variant)
+    names = resolve_dataset_names(layout, dataset_names, dataset, source)
+    normalised, _, _ = normalise_official_state_dict(state_dict, layout, names)
+    return _config(normalised, layout, names, **backbone_overrides)
+
+
 # --------------------------------------------------------------------------------------------------- convert
-def official_to_posebh_model(state_dict: Mapping[str, torch.Tensor], variant: str = "base",
-                             dataset_names: Sequence[str] | None = None, seed: int = 0,
+def _replicate_shared_mlp(mapped: dict[str, MappedTensor], config: PoseBHConfig) -> None:
+    """Host a one-MLP multi-head checkpoint (e.g. vitpose_base_coco_aic_mpii.pth) in a PoseBH backbone with one
+    expert per head: fc2 [C, 4C] is cut into the shared rows [:C-P] and the expert rows [C-P:], copied to every
+    expert, so every dataset_index computes exactly the original MLP."""
+    backbone = config.backbone_config
+    shared = backbone.hidden_size - backbone.part_features
+    for i in range(backbone.num_hidden_layers):
+        for kind in ("weight", "bias"):
+            key = f"backbone.encoder.layer.{i}.mlp.fc2.{kind}"
+            item = mapped[key]
+            mapped[key] = MappedTensor(item.source, item.tensor[:shared])
+            for e in range(backbone.num_experts):
+                mapped[f"backbone.encoder.layer.{i}.mlp.experts.{e}.{kind}"] = MappedTensor(
+                    item.source, item.tensor[shared:])
+
+
+def official_to_posebh_model(state_dict: Mapping[str, torch.Tensor], variant: str | None = None,
+                             dataset_names: Sequence[str] | None = None, seed: int = 0, *,
+                             dataset: str | None = None, source: str | Path | None = None,
                              **backbone_overrides: Any) -> tuple[PoseBHForPoseEstimation, ConversionReport]:
-    """Build the PoseBH model from an official state dict (in memory). Parts absent from the checkpoint
-    (embedding head and prototypes of a ViTPose++ checkpoint) are freshly initialised with `seed`."""
-    config = official_config(state_dict, variant, dataset_names, **backbone_overrides)
-    mapped, dropped = map_official_state_dict(state_dict)
-    has_proto = any(k.startswith("proto_head.") for k in state_dict)
+    """Build the PoseBH model from an official state dict (in memory), inferring its layout (`detect_layout`).
+
+    `variant` (small / base / large / huge / tiny) is a check of the inferred size. `source` (the file name) names
+    the dataset of a split file when `dataset` does not. Parts absent from the checkpoint (embedding head and
+    prototypes of a ViTPose(++) checkpoint) are freshly initialised with `seed`.
+    """
+    layout = detect_layout(state_dict, variant)
+    names = resolve_dataset_names(layout, dataset_names, dataset, source)
+    normalised, dropped, notes = normalise_official_state_dict(state_dict, layout, names)
+    config = _config(normalised, layout, names, **backbone_overrides)
+    mapped, unused = map_official_state_dict(normalised)
+    dropped.update(unused)
+    if layout.kind == "plain" and config.backbone_config.num_experts > 1:
+        _replicate_shared_mlp(mapped, config)
+        notes.append(f"one shared MLP for {len(names)} heads: fc2 hosted as {config.backbone_config.num_experts} "
+                     "identical experts (every dataset_index computes the original MLP)")
+    has_proto = any(k.startswith("proto_head.") for k in normalised)
     fresh = [] if has_proto else ["embedding_head.", "keypoint_prototypes."]
-    hint = f" (is --variant {variant!r} right?)"
+    hint = f" (inferred {layout.size.describe()})"
     model, initialised = build_converted_model(config, mapped, fresh, seed=seed, hint=hint)
-    summary = (f"variant {variant}, {config.backbone_config.num_experts} expert(s), heads {config.dataset_names}, "
-               f"prototypes {list(model.keypoint_prototypes.prototypes.shape)}"
+    summary = (f"{layout.size.label}, {config.backbone_config.num_experts} expert(s), {config.head_type} heads "
+               f"{config.dataset_names}, prototypes {list(model.keypoint_prototypes.prototypes.shape)}"
                + ("" if has_proto else " (fresh)"))
     report = ConversionReport(destination=Path(), config_summary=summary,
                               mapped={k: v.source for k, v in mapped.items()}, dropped=dropped,
-                              initialised=initialised)
+                              initialised=initialised, layout=layout.describe(), notes=layout.notes + notes)
     return model, report
 
 
-def convert_official(src: str | Path, dst: str | Path, variant: str = "base",
-                     dataset_names: Sequence[str] | None = None, overwrite: bool = False, seed: int = 0
-                     ) -> ConversionReport:
-    """Convert an official `.pth` into a PoseBH folder (`save_pretrained` layout)."""
+def convert_official(src: str | Path, dst: str | Path, variant: str | None = None,
+                     dataset_names: Sequence[str] | None = None, overwrite: bool = False, seed: int = 0,
+                     dataset: str | None = None) -> ConversionReport:
+    """Convert an official `.pth` into a PoseBH folder (`save_pretrained` layout); the size and layout are inferred
+    from the tensors, a split file's dataset from `dataset` or the file name."""
     dst = Path(dst)
     check_destination(dst, overwrite)
     state_dict = load_official_state_dict(src)
-    model, report = official_to_posebh_model(state_dict, variant, dataset_names, seed)
+    model, report = official_to_posebh_model(state_dict, variant, dataset_names, seed, dataset=dataset,
+                                             source=Path(src).name)
     save_model_atomically(model, dst, overwrite)
     report.destination = dst
     return report

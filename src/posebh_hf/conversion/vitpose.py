@@ -5,6 +5,10 @@ backbone (`backbone.*`, identical key layout) and ONE head (`head.*`), the COCO 
 `vitpose-plus-*` checkpoints drop the other five heads). It becomes `heads.0` of the PoseBH model; the other heads,
 the embedding head and the prototypes are freshly initialised (listed in the report). Both decoder types map:
 the classic decoder to `head_type="classic"`, the simple decoder to `head_type="simple"`.
+
+The backbone config is copied as the folder has it, LayerNorm eps included: transformers' Hub folders say 1e-12 (its
+`VitPoseBackboneConfig` default; its converter never sets the original ViTPose's 1e-6), so the converted model computes
+exactly what the folder computes in transformers (docs/deviations.md, "LayerNorm eps").
 """
 
 from __future__ import annotations
