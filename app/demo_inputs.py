@@ -1,7 +1,8 @@
 """Input checks for the demo: reading uploads within limits, and parsing boxes the user types or clicks.
 
-Nothing here imports gradio or torch, so the rules are testable on their own. Every rejection is an
-`InputError` (a ValueError) whose message is written for the person looking at the page.
+Nothing here imports gradio, and the package (with torch) only when an image is decoded, so the box rules are
+testable on their own. Every rejection is an `InputError` (a ValueError) whose message is written for the person
+looking at the page.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Limits keep one request's memory bounded: a 4096 x 4096 RGB image is 48 MiB as uint8, and the queue
 # runs at most `concurrency_limit` requests at a time (see app.py).
@@ -48,8 +48,9 @@ def load_image(path: str | os.PathLike[str], *, max_bytes: int | None = None,
                max_pixels: int | None = None, display_name: str | None = None) -> LoadedImage:
     """Decode an uploaded file to RGB, refusing oversized, non-image and corrupt files with a clear message.
 
-    The size is read from the header before any pixel is decoded, so a decompression bomb costs nothing.
-    EXIF orientation is applied so keypoints match what the user sees.
+    Decoding is the package's one inference loader (`posebh_hf.images.load_image`): the size is read from the
+    header before any pixel is decoded, so a decompression bomb costs nothing; EXIF orientation is applied so
+    keypoints match what the user sees; 16-bit images are scaled to 8 bits; alpha is dropped.
     """
     max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
@@ -62,27 +63,28 @@ def load_image(path: str | os.PathLike[str], *, max_bytes: int | None = None,
         raise InputError(f"The file {name!r} is {size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
     if size == 0:
         raise InputError(f"The file {name!r} is empty.")
+    from posebh_hf.images import ImageReadError  # noqa: PLC0415 - the package (and torch) only when decoding
+    from posebh_hf.images import load_image as read_image  # noqa: PLC0415
+
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise InputError(f"The image {name!r} is {width} x {height} pixels ({width * height / 1e6:.3g} MP); "
-                                 f"the limit is {max_pixels / 1e6:.3g} MP. Please downscale it.")
-            if min(width, height) < MIN_SIDE:
-                raise InputError(f"The image {name!r} is {width} x {height} pixels; both sides must be at "
-                                 f"least {MIN_SIDE}.")
-            im.load()  # decodes now, so truncated/corrupt data fails here and not deep in the model
-            im = ImageOps.exif_transpose(im)
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except InputError:
-        raise
-    except Image.DecompressionBombError:  # Pillow refuses > 2x its own limit already in open()
-        raise InputError(f"The image {name!r} has far more pixels than the limit of {max_pixels / 1e6:.3g} MP. "
-                         "Please downscale it.") from None
-    except UnidentifiedImageError:
-        raise InputError(f"The file {name!r} is not an image this demo can read (PNG, JPEG, WebP, BMP, ...).") from None
-    except (OSError, SyntaxError, ValueError) as err:
+        rgb = read_image(path, max_pixels=max_pixels, name=name)
+    except ImageReadError as err:
+        if err.kind == "too_large" and err.width is not None and err.height is not None:
+            width, height = err.width, err.height
+            raise InputError(f"The image {name!r} is {width} x {height} pixels ({width * height / 1e6:.3g} MP); "
+                             f"the limit is {max_pixels / 1e6:.3g} MP. Please downscale it.") from None
+        if err.kind == "too_large":  # Pillow refuses > 2x its own limit already in open()
+            raise InputError(f"The image {name!r} has far more pixels than the limit of {max_pixels / 1e6:.3g} MP. "
+                             "Please downscale it.") from None
+        if err.kind == "not_image":
+            raise InputError(f"The file {name!r} is not an image this demo can read (PNG, JPEG, WebP, BMP, ...)."
+                             ) from None
+        if err.kind == "missing":
+            raise InputError(f"The upload {name!r} is missing on the server; please upload it again.") from None
         raise InputError(f"The image {name!r} could not be decoded; it looks corrupt or truncated ({err}).") from None
+    height, width = rgb.shape[:2]
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"The image {name!r} is {width} x {height} pixels; both sides must be at least {MIN_SIDE}.")
     return LoadedImage(rgb=rgb, name=name)
 
 

@@ -21,6 +21,12 @@ Routes (repo ids must have a namespace, `org/name`, as new Hub repos do):
 
 Usage: `with FakeHub() as hub: HfApi(endpoint=hub.url).create_repo("org/x")`. `hub.requests` logs (method, path)
 so tests can check which calls a client made.
+
+From a shell, to rehearse pushes and downloads offline (state lives in memory and is lost when it stops):
+
+    python -m tests.hub_server --port 8000          # from the repository root; Ctrl-C stops it
+    export HF_ENDPOINT=http://127.0.0.1:8000 HF_TOKEN=hf_local_dummy
+    posebh data build ... --push-to-hub me/my-pose-data
 """
 
 from __future__ import annotations
@@ -38,8 +44,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
-
-import pytest
 
 REPO_TYPES = ("model", "dataset", "space")
 
@@ -106,14 +110,15 @@ class FakeHub:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> FakeHub:
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> FakeHub:
+        """Serve on `host`:`port` (0: a free port) in a background thread."""
         hub = self
 
         class Handler(_Handler):
             pass
 
         Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
         self._thread.start()
@@ -409,7 +414,7 @@ def _fake_hub() -> Iterator[FakeHub]:
         yield hub
 
 
-def _hub_env(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+def _hub_env(fake_hub: FakeHub, monkeypatch: Any, tmp_path: Path) -> dict[str, str]:
     """Point huggingface_hub (this process) and subprocesses (the returned env) at `fake_hub`, online, with an empty
     cache under tmp_path and a dummy token (so no real credentials are ever read or sent)."""
     import huggingface_hub.constants as constants
@@ -428,6 +433,8 @@ def _hub_env(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def hub_fixtures() -> tuple[Any, Any]:
     """The `fake_hub` and `hub_env` fixtures, to assign to module globals of a test module."""
+    import pytest  # noqa: PLC0415 - the server itself runs without pytest (python -m tests.hub_server)
+
     return pytest.fixture(name="fake_hub")(_fake_hub), pytest.fixture(name="hub_env")(_hub_env)
 
 
@@ -440,3 +447,34 @@ def subprocess_env(extra: dict[str, str], *, with_package: bool = True) -> dict[
 
 
 PYTHON = sys.executable
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.hub_server [--host 127.0.0.1] [--port 8000]`: serve an empty in-memory test hub until Ctrl-C."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m tests.hub_server", description=(
+        "A local, in-memory Hub test double for rehearsing `push_to_hub`/downloads offline. Small files only, no "
+        "authentication, nothing is stored on disk."))
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    args = parser.parse_args(argv)
+    try:
+        hub = FakeHub().start(args.port, args.host)
+    except OSError as err:
+        print(f"error: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 2
+    print(f"test hub serving on {hub.url} (in memory; Ctrl-C stops it)\n"
+          f"  export HF_ENDPOINT={hub.url} HF_TOKEN=hf_local_dummy", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

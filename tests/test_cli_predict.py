@@ -88,3 +88,30 @@ def test_model_folder_that_is_not_posebh(capsys, image_path, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "vitpose"}))
     assert "not a PoseBH model" in _error_case(capsys, image_path, "--model", tmp_path)
     assert "no config.json" in _error_case(capsys, image_path, "--model", tmp_path / "..")
+
+
+def test_exif_orientation_is_applied_to_photos(capsys, model_dir, tmp_path):
+    """An orientation-6 JPEG stored 320x180 is shown (and predicted) as 180x320; boxes are checked against that."""
+    exif = Image.Exif()
+    exif[274] = 6
+    photo = tmp_path / "phone.jpg"
+    Image.new("RGB", (320, 180), (90, 120, 150)).save(photo, exif=exif)
+    code, out, err = run_cli(capsys, "predict", photo, "--model", model_dir, "--skeleton", "coco")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["width"], doc["height"]) == (180, 320)
+    assert all(0.0 <= kp["score"] <= 1.0 for kp in doc["instances"][0]["skeletons"]["coco"]["keypoints"])
+    assert "outside the 180x320 image" in _error_case(capsys, photo, "--model", model_dir, "--box", "200,10,50,50")
+
+
+def test_16bit_grayscale_png_is_scaled_not_saturated(capsys, model_dir, tmp_path):
+    import cv2
+
+    gray = np.full((120, 90), 15650, np.uint16)  # 15650 / 257 = 60.9
+    path = tmp_path / "depth.png"
+    cv2.imwrite(str(path), gray)
+    from posebh_hf.pipeline import load_image
+
+    assert load_image(path).mean() == pytest.approx(61, abs=0.01)
+    code, out, err = run_cli(capsys, "predict", path, "--model", model_dir, "--skeleton", "coco")
+    assert code == 0, err

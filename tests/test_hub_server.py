@@ -111,3 +111,31 @@ def test_hub_env_points_the_default_client_at_the_double(hub_env: dict[str, str]
     path = hf_hub_download("org/env", ".gitattributes")
     assert Path(path).is_file() and path.startswith(hub_env["HF_HOME"])
     assert ("POST", "/api/repos/create") in fake_hub.requests
+
+
+def test_command_line_server_serves_real_clients(hub_env: dict[str, str], tmp_path: Path):
+    """`python -m tests.hub_server --port 0` (the documented way to run it outside pytest) serves until stopped."""
+    import subprocess
+    import sys
+
+    from hub_server import subprocess_env
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.hub_server", "--port", "0"], cwd=root,
+                            env=subprocess_env({}, with_package=False), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "test hub serving on http://127.0.0.1:" in first, proc.stderr.read() if proc.poll() else first
+        url = first.split(" on ")[1].split()[0]
+        api = HfApi(endpoint=url, token="dummy")
+        api.create_repo("org/cli", repo_type="dataset")
+        (tmp_path / "x.txt").write_text("x")
+        api.upload_file(path_or_fileobj=tmp_path / "x.txt", path_in_repo="x.txt", repo_id="org/cli",
+                        repo_type="dataset")
+        assert "x.txt" in api.list_repo_files("org/cli", repo_type="dataset")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()

@@ -12,6 +12,7 @@ LAYERS: dict[str, int] = {
     "skeletons": 0,
     "geometry": 0,
     "atomic_files": 0,
+    "images": 0,
     "codecs": 1,
     "transforms": 1,
     "ops": 1,

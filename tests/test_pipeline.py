@@ -112,3 +112,86 @@ def test_grouped_expert_dispatch_is_the_default_and_changes_no_prediction():
             np.testing.assert_allclose(g[name]["scores"], w[name]["scores"], atol=1e-5)
     with pytest.raises(ValueError, match="expert_dispatch must be one of"):
         PoseBHPipeline(model, expert_dispatch="fastest")
+
+
+# ---------------------------------------------------------------------------------------------- flip policy
+RIG = {"name": "rig", "keypoints": ["nose_top", "tail_top", "nose_bot", "tail_bot"], "flip_pairs": []}
+
+
+def rig_config() -> PoseBHConfig:
+    return PoseBHConfig.tiny(dataset_names=["coco", "rig"], skeletons={"rig": RIG})
+
+
+def test_flip_test_runs_only_for_skeletons_that_allow_it():
+    model = MirrorEquivariantModel(rig_config())
+    pipe = PoseBHPipeline(model)
+    assert not pipe.skeleton("rig").allows_flip and pipe.skeleton("coco").allows_flip
+    pipe(blob_image(), skeletons=["coco", "rig"], flip=True)
+    # coco (expert 0): a plain and a mirrored pass; rig (expert 1): the plain pass only
+    assert sorted(model.calls) == [(0, ("coco",)), (0, ("coco",)), (1, ("rig",))]
+    assert pipe.flip_applies("coco") and not pipe.flip_applies("rig") and not pipe.flip_applies("coco", False)
+
+
+def test_flip_true_on_a_mirror_rig_equals_no_flip():
+    torch.manual_seed(0)
+    pipe = PoseBHPipeline(PoseBHForPoseEstimation(rig_config()))
+    a = pipe(blob_image(), skeletons=["rig"], flip=True)[0]["rig"]
+    b = pipe(blob_image(), skeletons=["rig"], flip=False)[0]["rig"]
+    np.testing.assert_array_equal(a["keypoints"], b["keypoints"])
+    # an explicit "flip_test": true turns it on for a skeleton without pairs
+    forced = PoseBHPipeline(PoseBHForPoseEstimation(PoseBHConfig.tiny(
+        dataset_names=["coco", "rig"], skeletons={"rig": {**RIG, "flip_test": True}})))
+    assert forced.skeleton("rig").allows_flip
+
+
+# ---------------------------------------------------------------------------------------------- inputs and scores
+class HotModel(MirrorEquivariantModel):
+    """Heatmaps peaking at 3.0: scores above 1 must be clipped where they are reported."""
+
+    def forward(self, pixel_values, dataset_index=None, heads=None):
+        out = super().forward(pixel_values, dataset_index, heads)
+        return PoseBHOutput(heatmaps={n: h * 0 + 3.0 * (h > h.mean()).float() for n, h in out.heatmaps.items()})
+
+
+def test_scores_are_clipped_to_unit_interval_unless_asked_for_raw():
+    pipe = PoseBHPipeline(HotModel(PoseBHConfig.tiny()))
+    clipped = pipe(blob_image(), skeletons=["coco"])[0]["coco"]["scores"]
+    raw = pipe(blob_image(), skeletons=["coco"], clip_scores=False)[0]["coco"]["scores"]
+    assert raw.max() > 1.0 and clipped.max() <= 1.0 and clipped.min() >= 0.0
+    doc = results_to_json(pipe(blob_image(), skeletons=["coco"], clip_scores=False), None, ["coco"], pipe, "b", 160,
+                          200)
+    assert max(k["score"] for k in doc["instances"][0]["skeletons"]["coco"]["keypoints"]) <= 1.0
+
+
+def test_paths_and_bytes_are_read_with_exif_orientation(tmp_path):
+    from PIL import Image
+
+    stored = np.zeros((160, 200, 3), np.uint8)  # stored landscape; EXIF 6 = shown rotated 90 degrees clockwise
+    stored[60:70, 40:52] = 255
+    exif = Image.Exif()
+    exif[274] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    model = MirrorEquivariantModel(PoseBHConfig.tiny())
+    pipe = PoseBHPipeline(model)
+    from_path = pipe(path, skeletons=["coco"], flip=False)[0]["coco"]["keypoints"]
+    from_bytes = pipe(path.read_bytes(), skeletons=["coco"], flip=False)[0]["coco"]["keypoints"]
+    upright = np.rot90(stored, k=-1)  # what a viewer shows: 200 high, 160 wide
+    from_array = pipe(upright, skeletons=["coco"], flip=False)[0]["coco"]["keypoints"]
+    np.testing.assert_allclose(from_path, from_array, atol=2.0)
+    np.testing.assert_allclose(from_bytes, from_path)
+    with pytest.raises(ValueError, match="outside the 160x200 image"):
+        pipe(path, boxes=[[170, 10, 20, 20]], skeletons=["coco"])  # inside the stored 200x160, not the shown photo
+
+
+def test_16bit_arrays_and_pil_images_are_scaled_not_clipped():
+    from PIL import Image
+
+    wide = (blob_image()[:, :, 0].astype(np.uint16) * 200)  # 0 .. 51000
+    pipe = PoseBHPipeline(MirrorEquivariantModel(PoseBHConfig.tiny()))
+    eight = np.rint(wide / 257.0).astype(np.uint8)
+    want = pipe(eight, skeletons=["coco"], flip=False)[0]["coco"]
+    for given in (wide, Image.fromarray(wide)):
+        got = pipe(given, skeletons=["coco"], flip=False)[0]["coco"]
+        np.testing.assert_allclose(got["keypoints"], want["keypoints"])
+        np.testing.assert_allclose(got["scores"], want["scores"])

@@ -103,6 +103,8 @@ def test_from_coco_category_mdt_mini_files():
         ({"sigmas": [0.1, float("nan"), 0.1]}, "finite and > 0"),
         ({"name": "bad name!"}, "'name' must be"),
         ({"parts": {"x": [2, 1]}}, "part 'x'"),
+        ({"flip_test": "no"}, "'flip_test' must be true or false"),
+        ({"flip_test": 1}, "'flip_test' must be true or false"),
     ],
 )
 def test_invalid_definitions_raise_specific_errors(patch, message):
@@ -129,3 +131,38 @@ def test_edge_colours_by_side():
     s = get_skeleton("coco")
     colours = s.colors()
     assert len(colours) == len(s.edges) and len(set(colours)) == 3
+
+
+# ---------------------------------------------------------------------------------------------- flip policy
+def test_flip_policy_defaults_to_having_flip_pairs():
+    for name in list_skeletons():
+        skeleton = get_skeleton(name)
+        # every built-in with pairs is flipped; interhand (one hand, no pairs) is flipped as mmpose's test_cfg does
+        assert skeleton.allows_flip, name
+    assert get_skeleton("interhand").flip_test is True and not get_skeleton("interhand").flip_pairs
+    assert get_skeleton("coco").flip_test is None and "flip_test" not in get_skeleton("coco").to_dict()
+    paired = Skeleton.from_dict({"name": "p", "keypoints": ["left_eye", "right_eye", "nose"]})
+    assert paired.flip_pairs == ((0, 1),) and paired.allows_flip
+    mid_line = Skeleton.from_dict({"name": "m", "keypoints": ["nose", "spine", "tail"]})
+    assert not mid_line.allows_flip  # conservative: no pairs -> never flipped unless declared
+    assert Skeleton.from_dict({"name": "m", "keypoints": ["nose", "tail"], "flip_test": True}).allows_flip
+    vetoed = Skeleton.from_dict({"name": "v", "keypoints": ["left_eye", "right_eye"], "flip_test": False})
+    assert vetoed.flip_pairs and not vetoed.allows_flip
+
+
+def test_flip_policy_round_trips_and_survives_renaming(tmp_path):
+    s = Skeleton.from_dict({"name": "rig", "keypoints": ["a_top", "a_bot"], "flip_test": False})
+    assert Skeleton.from_dict(s.to_dict()) == s and s.to_dict()["flip_test"] is False
+    assert s.renamed("other").flip_test is False
+    path = tmp_path / "rig.json"
+    path.write_text(json.dumps(s.to_dict()))
+    assert get_skeleton(path).allows_flip is False
+
+
+def test_mirror_mouse_from_its_coco_file_is_not_flipped():
+    root = shared_path("mdt_mini", "crops")
+    data = json.loads((root / "mirror_mouse" / "mirror_mouse_train.json").read_text())
+    skeleton = Skeleton.from_coco_category(data["categories"][0], name="mirror_mouse")
+    assert skeleton.flip_pairs == () and not skeleton.allows_flip
+    coco_mini = json.loads((root / "coco_mini" / "coco_mini_train.json").read_text())
+    assert Skeleton.from_coco_category(coco_mini["categories"][0], name="coco_mini").allows_flip

@@ -2,8 +2,11 @@
 
 The flip test lives here: the crop is mirrored, run through the model, the heatmaps are flipped back with the
 skeleton's flip pairs by the codec, and averaged with the unflipped ones (with the 1-px shift for skeletons decoded
-the "default" way, spec 6.2). Skeletons routed through different experts need separate forward passes; skeletons
-sharing an expert and a crop mode share one.
+the "default" way, spec 6.2). ``flip=True`` means "where the skeleton allows it" (`Skeleton.allows_flip`): a skeleton
+without flip pairs (a mirror rig such as mirror_mouse) or with ``"flip_test": false`` is never flipped. Skeletons
+routed through different experts need separate forward passes; skeletons sharing an expert and a crop mode share one.
+
+Reported keypoint scores are clipped to [0, 1]; heatmaps (and `PoseBHOutput.heatmaps`) keep their raw values.
 """
 
 from __future__ import annotations
@@ -17,32 +20,18 @@ import torch
 from PIL import Image
 
 from .codecs import flip_back_heatmaps_torch
+from .images import MAX_IMAGE_PIXELS, ImageReadError
+from .images import load_image as read_image
 from .processing_posebh import PoseBHImageProcessor, to_rgb_array, validate_boxes
 from .skeletons import Skeleton
 
-# Images above this many pixels are refused before decoding (decompression bombs; PIL warns above ~89 MP).
-MAX_IMAGE_PIXELS = 64_000_000
+__all__ = ["MAX_IMAGE_PIXELS", "ImageReadError", "PoseBHPipeline", "load_image", "results_to_json"]
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read an image file as RGB uint8 [H, W, 3]; unreadable, non-image and oversized files get a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ValueError(f"image {path} is {width}x{height} = {width * height} pixels, above the limit of "
-                                 f"{max_pixels} (possible decompression bomb)")
-            img.load()
-            return np.asarray(img.convert("RGB"))
-    except Image.DecompressionBombError as err:
-        raise ValueError(f"image {path} refused as a decompression bomb: {err}") from None
-    except (Image.UnidentifiedImageError, OSError, SyntaxError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
+    """Read an image file as RGB uint8 [H, W, 3] with EXIF orientation applied and 16-bit data scaled
+    (:func:`posebh_hf.images.load_image`); unreadable, non-image and oversized files get a clear error."""
+    return read_image(path, max_pixels=max_pixels)
 
 
 class PoseBHPipeline:
@@ -98,28 +87,47 @@ class PoseBHPipeline:
     @torch.inference_mode()
     def _heatmaps(self, pixel_values: torch.Tensor, names: list[str], dataset_index: int,
                   flip: bool) -> dict[str, torch.Tensor]:
-        """Average of plain and flipped-back heatmaps for the given skeletons: {name: [N, K, h, w]} (fp32, CPU)."""
+        """Heatmaps for the given skeletons: {name: [N, K, h, w]} (fp32, CPU), averaged with the flipped-back heatmaps
+        of the mirrored crops for the skeletons whose flip test applies (`flip` and `Skeleton.allows_flip`)."""
+        flip_names = [n for n in names if flip and self.skeleton(n).allows_flip]
         out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         for start in range(0, pixel_values.shape[0], self.batch_size):
             batch = pixel_values[start:start + self.batch_size].to(self.device)
             index = torch.full((batch.shape[0],), dataset_index, dtype=torch.long, device=self.device)
             plain = self.model(batch, dataset_index=index, heads=names).heatmaps
-            flipped = self.model(batch.flip(-1), dataset_index=index, heads=names).heatmaps if flip else None
+            flipped = (self.model(batch.flip(-1), dataset_index=index, heads=flip_names).heatmaps
+                       if flip_names else {})
             for name in names:
                 heat = plain[name].float()
-                if flipped is not None:
+                if name in flipped:
                     shift = self.image_processor.decoding_for(name) == "default"
                     back = flip_back_heatmaps_torch(flipped[name].float(), self.skeleton(name).flip_indices, shift)
                     heat = (heat + back) * 0.5
                 out[name].append(heat.cpu())
         return {n: torch.cat(v) for n, v in out.items()}
 
-    def __call__(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]] | None = None,
-                 skeletons: Sequence[str] | None = None, flip: bool = True) -> list[dict[str, dict[str, np.ndarray]]]:
+    def flip_applies(self, name: str, flip: bool = True) -> bool:
+        """Whether a call with `flip` runs the flip test for skeleton `name` (its `allows_flip` policy)."""
+        return bool(flip) and self.skeleton(name).allows_flip
+
+    def __call__(self, image: Image.Image | np.ndarray | str | Path | bytes,
+                 boxes: Sequence[Sequence[float]] | None = None, skeletons: Sequence[str] | None = None,
+                 flip: bool = True, clip_scores: bool = True) -> list[dict[str, dict[str, np.ndarray]]]:
         """Keypoints per box (the whole image when `boxes` is None) and skeleton.
+
+        Args:
+            image: an RGB array or PIL image (used as given: 16-bit data is scaled to 8 bits, no EXIF rotation), or a
+                path / encoded bytes, read with :func:`posebh_hf.images.load_image` (EXIF orientation applied).
+            boxes: [x, y, w, h] boxes in image pixels.
+            skeletons: skeleton names (default: every heatmap head).
+            flip: flip test where the skeleton allows it (`Skeleton.allows_flip`); False never flips.
+            clip_scores: clip the keypoint scores to [0, 1]. A score is the heatmap's (refined) maximum, which can
+                exceed 1 slightly; `evaluate_model` passes False to rescore with the raw values as mmpose does.
 
         Returns a list, one item per box, of `{skeleton_name: {"keypoints": [K, 2] image px, "scores": [K]}}`.
         """
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8):
+            image = read_image(image)  # a path/bytes (EXIF applied), or a PIL image / non-uint8 array (16-bit scaled)
         array = to_rgb_array(image)
         height, width = array.shape[:2]
         box_array = (np.array([[0.0, 0.0, width, height]], np.float32) if boxes is None
@@ -142,6 +150,8 @@ class PoseBHPipeline:
             heatmaps = self._heatmaps(crops_by_mode[mode], group, index, flip)
             for name in group:
                 keypoints, scores = self.image_processor.keypoints_from_heatmaps(heatmaps[name], box_array, name)
+                if clip_scores:
+                    scores = np.clip(scores, 0.0, 1.0)
                 for i in range(len(box_array)):
                     results[i][name] = {"keypoints": keypoints[i], "scores": scores[i]}
         return results
@@ -150,7 +160,9 @@ class PoseBHPipeline:
 def results_to_json(results: Sequence[dict[str, dict[str, np.ndarray]]], boxes: Sequence[Sequence[float]] | None,
                     skeletons: Sequence[str], pipe: PoseBHPipeline, image_name: str, width: int,
                     height: int) -> dict[str, Any]:
-    """The `posebh predict` schema: per image, per instance, per skeleton, named keypoints with x, y, score."""
+    """The `posebh predict` schema: per image, per instance, per skeleton, named keypoints with x, y, score.
+
+    Scores are clipped to [0, 1] here too (for results made with ``clip_scores=False``)."""
     box_list = [[0.0, 0.0, float(width), float(height)]] if boxes is None else [list(map(float, b)) for b in boxes]
     instances = []
     for box, per_skeleton in zip(box_list, results, strict=True):
@@ -159,7 +171,8 @@ def results_to_json(results: Sequence[dict[str, dict[str, np.ndarray]]], boxes: 
             pred = per_skeleton[name]
             names = pipe.skeleton(name).keypoint_names
             entry["skeletons"][name] = {"keypoints": [
-                {"name": kp, "x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4)}
+                {"name": kp, "x": round(float(x), 2), "y": round(float(y), 2),
+                 "score": round(min(max(float(s), 0.0), 1.0), 4)}
                 for kp, (x, y), s in zip(names, pred["keypoints"], pred["scores"], strict=True)]}
         instances.append(entry)
     return {"image": image_name, "width": int(width), "height": int(height), "instances": instances}

@@ -216,13 +216,25 @@ def _move_into_place(ready: Path, out: Path) -> None:
         os.replace(ready, out)
 
 
-def load_pose_dataset(path: str | Path) -> tuple[datasets.Dataset, Skeleton]:
-    """A dataset saved by :func:`build_dataset` and its skeleton."""
+def load_pose_dataset(path: str | Path, *, split: str | None = None, revision: str | None = None,
+                      token: str | bool | None = None) -> tuple[datasets.Dataset, Skeleton]:
+    """A pose dataset and its skeleton: a folder saved by :func:`build_dataset`, or a Hub dataset id
+    (``namespace/name``) pushed with ``posebh data build --push-to-hub`` (:mod:`.hub_io`; ``split``, ``revision``
+    and ``token`` apply to Hub ids only). Problems are ValueErrors/FileNotFoundErrors with a one-line message."""
+    text = str(path)
     path = Path(path)
+    if not path.exists():
+        from .hub_io import load_hub_dataset, looks_like_hub_id  # noqa: PLC0415 - huggingface_hub on demand
+
+        if looks_like_hub_id(text):
+            return load_hub_dataset(text, split=split, revision=revision, token=token)
+        raise FileNotFoundError(f"{path} does not exist (and is not a Hub dataset id 'namespace/name')")
     if not (path / "dataset_info.json").is_file():
         raise FileNotFoundError(f"{path} is not a dataset saved by `posebh data build` (no dataset_info.json)")
     dataset = datasets.load_from_disk(str(path))
     if not isinstance(dataset, datasets.Dataset):
         raise ValueError(f"{path} holds a DatasetDict; pass one split's folder")
-    return dataset, skeleton_from_info(dataset.info)
-
+    try:
+        return dataset, skeleton_from_info(dataset.info)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None

@@ -2,7 +2,10 @@
 
 ``datasets.Dataset.push_to_hub`` is not used: it needs the Hub's LFS/Xet upload protocol, which no local test
 server offers (hf_notes §3.1). Instead the shards are written here (images embedded) and uploaded with
-``HfApi.upload_folder``; ``load_dataset(repo_id)`` reads them through the card's ``configs`` entry.
+``HfApi.upload_folder``; ``load_dataset(repo_id)`` reads them through the card's ``configs`` entry, and
+``load_pose_dataset(repo_id)`` (:mod:`.hub_io`) reads them with the skeleton from ``posebh.json`` (a copy of the
+metadata also sits in the card's YAML under ``posebh``). Pushing another split to the same repo keeps the splits
+already there (the card lists them all) and replaces that split's old shards.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +29,7 @@ from .features import metadata_from_description
 __all__ = ["export_parquet", "find_card_template", "push_dataset_to_hub", "render_dataset_card"]
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
+_SHARD_PATH = re.compile(r"^data/(?P<split>[A-Za-z0-9_.\-]+?)-\d{5}-of-\d{5}\.parquet$")
 _FALLBACK_TEMPLATE = ("---\n{{ card_data }}\n---\n\n# {{ pretty_name }}\n\n{{ source_format }} pose annotations, "
                       "{{ images }} images, {{ instances }} instances, skeleton `{{ skeleton_name }}` "
                       "({{ num_keypoints }} keypoints); see `posebh.json`.\n")
@@ -38,8 +43,9 @@ def find_card_template(name: str = "dataset_card.md") -> Path | None:
 
 
 def render_dataset_card(meta: Mapping[str, Any], *, repo_id: str, split: str, embedded: bool = True,
-                        template: str | Path | None = None) -> str:
-    """README.md for a dataset repo from the build metadata (``posebh.json`` content)."""
+                        template: str | Path | None = None, splits: list[str] | None = None) -> str:
+    """README.md for a dataset repo from the build metadata (``posebh.json`` content); ``splits``: every split in
+    the repo (default: just ``split``)."""
     from .. import __version__
 
     skeleton = meta["skeleton"]
@@ -49,7 +55,9 @@ def render_dataset_card(meta: Mapping[str, Any], *, repo_id: str, split: str, em
         task_categories=["keypoint-detection"],
         tags=["pose-estimation", "keypoints", "posebh", skeleton["name"]],
         license="other",
-        configs=[{"config_name": "default", "data_files": [{"split": split, "path": f"data/{split}-*.parquet"}]}],
+        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"}
+                                                          for s in (splits or [split])]}],
+        posebh={k: meta[k] for k in ("format_version", "source_format", "split", "skeleton") if k in meta},
     )
     values = {
         "pretty_name": card_data.pretty_name, "repo_id": repo_id, "split": split,
@@ -86,6 +94,15 @@ def export_parquet(dataset: datasets.Dataset, folder: str | Path, split: str,
     return paths
 
 
+def _splits_in_repo(api: HfApi, repo_id: str) -> set[str]:
+    """Splits already uploaded to the repo (their shards stay; the card lists them). Empty when unknown."""
+    try:
+        files = list(api.list_repo_files(repo_id, repo_type="dataset"))
+    except (TypeError, OSError, ValueError):  # HfHubHTTPError is an OSError; a mocked API is not iterable
+        return set()
+    return {m.group("split") for f in files if isinstance(f, str) and (m := _SHARD_PATH.match(f))}
+
+
 def push_dataset_to_hub(dataset_dir: str | Path, repo_id: str, *, split: str | None = None, private: bool = False,
                         token: str | None = None, api: HfApi | None = None,
                         commit_message: str | None = None) -> str:
@@ -96,6 +113,7 @@ def push_dataset_to_hub(dataset_dir: str | Path, repo_id: str, *, split: str | N
     if sidecar.is_file():
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     split = split or meta.get("split") or "train"
+    meta["split"] = split  # the split the shards are uploaded as (load_pose_dataset's default)
     meta["image_extras"] = [c for c in dataset.column_names
                             if c not in ("image", "image_id", "width", "height", "file_name", "skeleton", "objects")]
     meta["object_extras"] = [k for k in dataset.features["objects"].feature
@@ -104,9 +122,12 @@ def push_dataset_to_hub(dataset_dir: str | Path, repo_id: str, *, split: str | N
     with tempfile.TemporaryDirectory(prefix="posebh-push-") as tmp:
         export_parquet(dataset, tmp, split)
         (Path(tmp) / SIDECAR).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        (Path(tmp) / "README.md").write_text(render_dataset_card(meta, repo_id=repo_id, split=split),
-                                             encoding="utf-8")
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        present = _splits_in_repo(api, repo_id)
+        (Path(tmp) / "README.md").write_text(
+            render_dataset_card(meta, repo_id=repo_id, split=split, splits=sorted(present | {split})),
+            encoding="utf-8")
         info = api.upload_folder(folder_path=tmp, repo_id=repo_id, repo_type="dataset",
+                                 delete_patterns=[f"data/{split}-*.parquet"],
                                  commit_message=commit_message or f"Add {meta['source_format']} {split} split")
     return str(getattr(info, "commit_url", info))

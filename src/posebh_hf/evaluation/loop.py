@@ -12,6 +12,11 @@ Post-processing follows mmpose's top-down evaluation (spec 6.3):
   box score 1.
 - ``boxes=DETECTIONS_FILE`` (COCO detection results ``[{image_id, bbox, score, category_id}]``): the boxes of
   category ``det_category_id`` with ``score >= det_score_thr`` (mmpose: person, 0.0).
+- Images are decoded in their stored orientation (``data.image_io.decode_image``, as the training transform does:
+  the annotations refer to the stored pixels), not with ``datasets``' decoder, which applies EXIF orientation.
+- Flip test: ``flip=True`` runs it only where the skeleton allows it (``Skeleton.allows_flip``: a skeleton without
+  flip pairs, such as the mirror_mouse rig, or with ``"flip_test": false`` is not flipped).
+- Keypoint scores are the raw heatmap maxima (not clipped to [0, 1]), as mmpose rescores with them.
 - OKS protocols: instance score = box score x mean of the keypoint scores above ``vis_thr`` (0.2), then hard
   OKS-NMS per image at ``nms_thr`` (0.9) with the skeleton's sigmas and the padded crop area ``prod(scale * 200)``;
   the results go to the protocol function. PCKh/PCK protocols use GT boxes and score each GT instance directly.
@@ -19,6 +24,7 @@ Post-processing follows mmpose's top-down evaluation (spec 6.3):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,28 @@ def _as_pipeline(model: Any, batch_size: int) -> Any:
 
         return PoseBHPipeline(model, batch_size=batch_size)
     return model
+
+
+def _stored_images(dataset: Any) -> Any:
+    """A ``datasets.Dataset`` whose image column decodes with PIL (EXIF applied) -> raw bytes/paths instead."""
+    features = getattr(dataset, "features", None)
+    if not isinstance(features, Mapping) or "image" not in features:
+        return dataset
+    import datasets  # noqa: PLC0415 - only for datasets' own objects
+
+    image = features["image"]
+    if isinstance(image, datasets.Image) and image.decode and hasattr(dataset, "cast_column"):
+        return dataset.cast_column("image", datasets.Image(decode=False))
+    return dataset
+
+
+def _pixels(image: Any) -> Any:
+    """Raw image values (``{"bytes", "path"}``, bytes, a path) -> RGB uint8 in stored orientation; others as given."""
+    if isinstance(image, (Mapping, bytes, bytearray, memoryview, str, Path)):
+        from ..data.image_io import decode_image  # noqa: PLC0415 - OpenCV only when raw images are evaluated
+
+        return decode_image(image)
+    return image
 
 
 def _objects(row: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -129,8 +157,15 @@ def predict_instances(
 ) -> list[dict[str, Any]]:
     """Run the pipeline on every image: one record per box with ``image_id``, ``annotation_id`` (GT mode),
     ``category_id``, ``keypoints`` [K, 3] ``(x, y, score)``, ``box_score`` and ``area`` (padded crop area, for
-    OKS-NMS)."""
+    OKS-NMS). ``flip`` applies where ``skeleton.allows_flip``; scores are raw (unclipped) for a ``PoseBHPipeline``."""
     from tqdm.auto import tqdm  # noqa: PLC0415
+
+    flip = bool(flip) and skeleton.allows_flip
+    options: dict[str, Any] = {}
+    if "torch" in sys.modules:  # a PoseBHPipeline exists only once torch is imported
+        from ..pipeline import PoseBHPipeline  # noqa: PLC0415
+
+        options = {"clip_scores": False} if isinstance(pipe, PoseBHPipeline) else {}
 
     dets = None if str(boxes) == "gt" else _detections(boxes, det_category_id, det_score_thr)
     processor = getattr(pipe, "image_processor", None)
@@ -144,7 +179,7 @@ def predict_instances(
             ids, cats = [None] * len(pairs), [det_category_id] * len(pairs)
         if not box_list:
             continue
-        results = pipe(row["image"], boxes=box_list, skeletons=[skeleton.name], flip=flip)
+        results = pipe(_pixels(row["image"]), boxes=box_list, skeletons=[skeleton.name], flip=flip, **options)
         if processor is not None and hasattr(processor, "boxes_to_center_scale"):
             _, scale = processor.boxes_to_center_scale(np.asarray(box_list))
         else:
@@ -208,7 +243,7 @@ def evaluate_model(
         dataset: HF dataset split (or list of rows) in the package schema.
         protocol: one of :data:`~posebh_hf.evaluation.PROTOCOLS`.
         boxes: ``"gt"`` or a COCO detections JSON (OKS protocols only).
-        flip: flip test.
+        flip: flip test where the skeleton allows it (``Skeleton.allows_flip``); False never flips.
         skeleton: the skeleton to predict; default: the rows' ``skeleton`` field, else the protocol's.
         batch_size: crops per forward pass when a pipeline is built here.
         vis_thr, nms_thr: rescoring threshold and OKS-NMS threshold (``None`` disables NMS).
@@ -224,7 +259,7 @@ def evaluate_model(
     spec = PROTOCOLS[protocol]
     if spec.kind != "oks" and str(boxes) != "gt":
         raise EvaluationInputError(f"protocol {protocol!r} scores ground-truth instances: use boxes='gt'")
-    rows = list(dataset)
+    rows = list(_stored_images(dataset))
     if not rows:
         raise EvaluationInputError("the dataset has no rows to evaluate")
     name = skeleton or rows[0].get("skeleton") or spec.skeleton

@@ -8,10 +8,20 @@ skeletons. The JSON format (also what `Skeleton.to_dict` writes):
  "keypoints": ["nose", "left_ear", "right_ear", ...],      # names in channel order (required)
  "skeleton": [[1, 2], [1, 3]],                             # links, 1-based as in COCO (optional)
  "flip_pairs": [[1, 2]],                                   # 0-based (optional: inferred from left_/right_ names)
+ "flip_test": true,                                        # optional, see below
  "sigmas": [0.026, ...],                                   # OKS sigmas (optional)
  "joint_weights": [1.0, ...], "upper_body_ids": [...], "lower_body_ids": [...],   # optional
  "parts": {"body": [0, 17]}}                               # optional named [start, stop) slices
 ```
+
+`flip_test` says whether a horizontally mirrored image is a valid view of the same layout, i.e. whether the flip
+test (averaging with the flipped-back heatmaps of the mirrored crop) and flip augmentation apply. When the field is
+absent it defaults to "the skeleton has flip pairs": a layout with left/right pairs is mirrored with them, and a
+layout without pairs is not flipped at all. That default is conservative on purpose: a mirror rig (mirror_mouse: a
+top and a bottom view of one animal), a side camera whose images are not left/right symmetric, or a COCO-style file
+that lists no `flip_pairs` and has no left_/right_ names must not be flipped. Set `"flip_test": true` for a
+skeleton without pairs whose images are symmetric (only mid-line keypoints: nose, spine, tail), and
+`"flip_test": false` to forbid flipping a skeleton that has pairs.
 """
 
 from __future__ import annotations
@@ -94,6 +104,7 @@ class Skeleton:
     upper_body_ids: tuple[int, ...] = ()
     lower_body_ids: tuple[int, ...] = ()
     parts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    flip_test: bool | None = None  # None: flip test exactly when the skeleton has flip pairs (`allows_flip`)
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +166,8 @@ class Skeleton:
         for field_name in ("upper_body_ids", "lower_body_ids"):
             for idx in getattr(self, field_name):
                 self._check_index(field_name, idx)
+        if self.flip_test is not None and not isinstance(self.flip_test, bool):
+            raise self._fail(f"'flip_test' must be true or false, got {self.flip_test!r}")
         for part, (start, stop) in self.parts.items():
             if not 0 <= start < stop <= len(names):
                 raise self._fail(f"part {part!r} = [{start}, {stop}) is not a slice of [0, {len(names)})")
@@ -171,6 +184,11 @@ class Skeleton:
         for a, b in self.flip_pairs:
             perm[a], perm[b] = b, a
         return tuple(perm)
+
+    @property
+    def allows_flip(self) -> bool:
+        """Whether the flip test (and flip augmentation) applies: the `flip_test` field, else "has flip pairs"."""
+        return bool(self.flip_pairs) if self.flip_test is None else self.flip_test
 
     def oks_sigmas(self) -> np.ndarray:
         """OKS sigmas [K] (float64): the skeleton's own, or uniform `DEFAULT_SIGMA` for skeletons without them."""
@@ -222,6 +240,8 @@ class Skeleton:
             out["sigmas"] = list(self.sigmas)
         if self.parts:
             out["parts"] = {k: list(v) for k, v in self.parts.items()}
+        if self.flip_test is not None:  # absent = the default, so existing definitions serialise unchanged
+            out["flip_test"] = self.flip_test
         return out
 
     @classmethod
@@ -263,6 +283,10 @@ class Skeleton:
         except (TypeError, ValueError):
             raise SkeletonError(f"skeleton {skeleton_name!r} in {source}: 'sigmas'/'joint_weights' must be "
                                 "lists of numbers") from None
+        flip_test = data.get("flip_test")
+        if flip_test is not None and not isinstance(flip_test, bool):
+            raise SkeletonError(f"skeleton {skeleton_name!r} in {source}: 'flip_test' must be true or false, "
+                                f"got {flip_test!r}")
         parts_raw = data.get("parts") or {}
         parts = {str(k): (int(v[0]), int(v[1])) for k, v in parts_raw.items()}
         return cls(
@@ -275,6 +299,7 @@ class Skeleton:
             upper_body_ids=tuple(int(i) for i in data.get("upper_body_ids") or ()),
             lower_body_ids=tuple(int(i) for i in data.get("lower_body_ids") or ()),
             parts=parts,
+            flip_test=flip_test,
             source=source,
         )
 

@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Sampler
 from ..data.build import build_dataset, load_pose_dataset
 from ..data.collate import PoseCollator
 from ..data.converters import ConvertOptions
-from ..data.features import skeleton_from_info
 from ..data.mixing import MixedDataset, MixingBatchSampler, worker_init
 from ..data.presets import instance_spec_for
 from ..data.transform import PoseTrainTransform
@@ -89,9 +88,11 @@ def load_source(spec: DatasetConfig, split: str, cache_dir: Path, *, build: bool
     elif path.exists():
         raise ConfigError(f"data.datasets[{spec.name!r}]: {path} is neither a .json annotation file nor a folder "
                           "saved by `posebh data build`")
-    else:  # a Hub dataset id
-        loaded = datasets.load_dataset(str(source), split=spec.split if split == "train" else spec.val_split)
-        dataset, found = loaded, skeleton_from_info(loaded.info)
+    else:  # a Hub dataset id pushed with `posebh data build --push-to-hub` (parquet + posebh.json)
+        try:
+            dataset, found = load_pose_dataset(str(source), split=spec.split if split == "train" else spec.val_split)
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(f"data.datasets[{spec.name!r}].{'train' if split == 'train' else 'val'}: {err}") from None
     skeleton = (skeleton or found).renamed(spec.name)
     if skeleton.num_keypoints != found.num_keypoints:
         raise ConfigError(f"data.datasets[{spec.name!r}].skeleton has {skeleton.num_keypoints} keypoints but the "
