@@ -82,6 +82,21 @@ def test_save_load_roundtrip_is_exact(model: PoseBHForPoseEstimation, tmp_path: 
     assert "org/mouse4-protos" in card and "`tail_base`" in card and embedding_fingerprint(model) in card
 
 
+def test_save_is_staged_and_existing_folders_follow_overwrite(model: PoseBHForPoseEstimation, tmp_path: Path):
+    pack = make_pack(model)
+    folder = pack.save(tmp_path / "new")  # a new folder: written beside it, renamed into place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
+    (folder / "notes.txt").write_text("mine")
+    pack.save(folder)  # default: an existing folder keeps its other files, pack files replaced one by one
+    assert (folder / "notes.txt").is_file() and torch.equal(PrototypePack.load(folder).prototypes,
+                                                                   pack.prototypes)
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        pack.save(folder, overwrite=False)
+    pack.save(folder, overwrite=True)  # the whole folder replaced
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", CONFIG_FILE, PROTOTYPES_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
+
+
 @pytest.mark.parametrize("corrupt, message", [
     (lambda p: p.__setitem__((1, 2), float("nan")), "NaN/inf"),
     (lambda p: p.__setitem__((2, 0), 0.0), "zero-norm"),

@@ -1,10 +1,12 @@
 """`posebh pack export|push|pull|attach`: prototype packs (layer 5, thin wrappers over `posebh_hf.hub`).
 
-  posebh pack export --model DIR --skeleton NAME --out DIR [--base-model ORG/NAME] [--base-revision R]
+  posebh pack export --model DIR --skeleton NAME --out DIR [--base-model ORG/NAME] [--base-revision R] [--overwrite]
   posebh pack push DIR --repo-id ORG/NAME [--revision BRANCH] [--private]
   posebh pack pull ORG/NAME [--revision R] [--subfolder PATH] [--out DIR]
-  posebh pack attach --model DIR --pack PACK --out DIR [--replace] [--allow-fingerprint-mismatch]
+  posebh pack attach --model DIR --pack PACK --out DIR [--replace] [--allow-fingerprint-mismatch] [--overwrite]
 
+`export` and `attach` write `--out` in a staging folder beside it and rename it into place: a failure (a full disk,
+no permission) leaves `--out` as it was, and an existing non-empty `--out` is replaced only with `--overwrite`.
 Hub credentials come from the usual places (`hf auth login`, HF_TOKEN); HF_ENDPOINT selects the server.
 """
 
@@ -35,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--base-revision", default=None, help="revision/commit of the base model to record")
     export.add_argument("--learned", default=None, help="one-line description of how the prototypes were learned")
     export.add_argument("--revision", default=None, help="revision of --model when it is a Hub repo id")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     export.set_defaults(func=run_export)
 
     push = verbs.add_parser("push", help="upload a pack folder to a Hub model repo (created when missing)")
@@ -59,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     attach.add_argument("--replace", action="store_true", help="overwrite a skeleton the model already has")
     attach.add_argument("--allow-fingerprint-mismatch", action="store_true",
                         help="attach although the pack was learned against another embedding head (warns)")
+    attach.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     attach.set_defaults(func=run_attach)
 
 
@@ -77,16 +81,25 @@ def _summary(pack: object, folder: Path | None = None) -> dict[str, object]:
     return out
 
 
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an `--out` that would need `--overwrite` before any work is done."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise FileExistsError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out} is not empty (pass --overwrite to replace it)")
+
+
 def run_export(args: argparse.Namespace) -> int:
     from ..hub import export_prototype_pack
     from ..hub.model_repo import load_model
 
+    _check_out(args.out, args.overwrite)
     model = load_model(args.model, revision=args.revision)
     learned = {"method": "user", "description": args.learned} if args.learned else None
     base_model = args.base_model or (args.model if not Path(args.model).exists() else None)
     pack = export_prototype_pack(model, args.skeleton, base_model=base_model, base_revision=args.base_revision,
                                  learned=learned)
-    folder = pack.save(args.out)
+    folder = pack.save(args.out, overwrite=args.overwrite)
     print(json.dumps(_summary(pack, folder), indent=2))
     return 0
 
@@ -122,15 +135,16 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_attach(args: argparse.Namespace) -> int:
+    from ..atomic_files import write_folder_atomically
     from ..hub import attach_prototype_pack
     from ..hub.model_repo import load_model
 
+    _check_out(args.out, args.overwrite)
     model = load_model(args.model)
     rows = attach_prototype_pack(model, args.pack, replace=args.replace,
                                  allow_fingerprint_mismatch=args.allow_fingerprint_mismatch,
                                  revision=args.pack_revision)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out)
+    write_folder_atomically(args.out, model.save_pretrained, overwrite=args.overwrite)
     print(json.dumps({"model": str(args.out), "prototype_rows": [rows.start, rows.stop],
                       "extra_prototype_skeletons": list(model.config.extra_prototype_skeletons)}))
     return 0

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..atomic_files import write_atomically, write_text_atomically
+from ..atomic_files import write_atomically, write_folder_atomically, write_text_atomically
 from ..skeletons import Skeleton, SkeletonError
 
 __all__ = [
@@ -159,14 +159,25 @@ class PrototypePack:
             "posebh_hf_version": __version__,
         }
 
-    def save(self, folder: str | os.PathLike[str], *, card: bool = True, repo_id: str | None = None) -> Path:
-        """Write the pack files into `folder` (created if needed; each file written atomically). Returns the folder.
+    def save(self, folder: str | os.PathLike[str], *, card: bool = True, repo_id: str | None = None,
+             overwrite: bool | None = None) -> Path:
+        """Write the pack files into `folder`. Returns the folder.
 
+        A new (or empty) folder is written in a staging folder beside it and renamed into place, so a failure (a full
+        disk) leaves no half-written pack. An existing non-empty folder: with `overwrite=None` (the default) each
+        pack file in it is replaced atomically and other files are kept; `overwrite=False` refuses it
+        (`FileExistsError`); `overwrite=True` replaces the whole folder once the new pack is complete.
         `repo_id` (the pack's future Hub id) is only used in the card's usage snippet.
         """
         self.validate()
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        if overwrite is None and folder.is_dir() and any(folder.iterdir()):
+            self._write_files(folder, card=card, repo_id=repo_id)
+            return folder
+        return write_folder_atomically(folder, lambda tmp: self._write_files(tmp, card=card, repo_id=repo_id),
+                                       overwrite=bool(overwrite))
+
+    def _write_files(self, folder: Path, *, card: bool, repo_id: str | None) -> None:
         metadata = {"format": "pt", "posebh_pack_format": str(self.format_version), "skeleton": self.name,
                     "num_keypoints": str(self.num_keypoints), "num_prototypes": str(self.num_prototypes),
                     "embed_dim": str(self.embed_dim), "embedding_fingerprint": self.embedding_fingerprint}
@@ -179,7 +190,6 @@ class PrototypePack:
 
             card_text = render_pack_card(self, repo_id=repo_id)
             write_text_atomically(folder / CARD_FILE, card_text)
-        return folder
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> PrototypePack:

@@ -4,10 +4,14 @@
 validated `TrainConfig`. Every default is the paper recipe for ViT-B (AdamW 1e-3, wd 0.1, layer decay 0.75,
 warm-up 500 steps from 0.001 x lr, x0.1 at 50 % and 90 % of the epochs, grad clip 1.0, the loss weights of
 §4.9); `configs/posebh_vitb.yaml` spells them out.
+
+Every value is checked when the config is read (type, range, finiteness), so a bad value fails at start-up with
+one line naming its dotted key and the value, instead of deep inside torch at step 1.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -35,6 +39,16 @@ __all__ = [
 
 MODES = ("posebh", "multihead", "transfer")
 NEVER = "never"
+
+
+def _require(ok: bool, name: str, rule: str, value: Any) -> None:
+    """ConfigError ``"<name> must be <rule>, got <value>"`` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -111,8 +125,8 @@ class DatasetConfig:
         if not self.train:
             raise ConfigError(f"data.datasets[{self.name!r}].train is required (a JSON file, a saved dataset "
                               "folder or a Hub id)")
-        if self.ratio is not None and not self.ratio > 0:
-            raise ConfigError(f"data.datasets[{self.name!r}].ratio must be > 0, got {self.ratio}")
+        if self.ratio is not None and not (_finite(self.ratio) and self.ratio > 0):
+            raise ConfigError(f"data.datasets[{self.name!r}].ratio must be a finite number > 0, got {self.ratio}")
 
 
 @dataclass
@@ -194,6 +208,10 @@ class ScheduleConfig:
         if self.warmup_steps < 0 or not 0 < self.warmup_ratio <= 1:
             raise ConfigError(f"schedule.warmup_steps must be >= 0 and warmup_ratio in (0, 1], got "
                               f"{self.warmup_steps}, {self.warmup_ratio}")
+        _require(_finite(self.lr_decay_factor) and self.lr_decay_factor > 0, "schedule.lr_decay_factor",
+                 "a finite number > 0", self.lr_decay_factor)
+        for epoch in self.lr_decay_epochs or ():
+            _require(epoch >= 0, "schedule.lr_decay_epochs", "epochs >= 0", self.lr_decay_epochs)
         for name in ("heads_thaw_epoch", "backbone_thaw_epoch", "embedding_freeze_epoch", "prototype_freeze_epoch",
                      "cps_start_epoch", "css_start_epoch"):
             value = getattr(self, name)
@@ -227,14 +245,16 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         if self.name not in ("adamw", "adam"):
             raise ConfigError(f"optimizer.name must be 'adamw' or 'adam', got {self.name!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
-        if len(self.betas) != 2:
-            raise ConfigError(f"optimizer.betas must have 2 values, got {self.betas}")
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+        _require(_finite(self.lr) and self.lr > 0, "optimizer.lr", "a finite number > 0", self.lr)
+        _require(len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas), "optimizer.betas",
+                 "two numbers in [0, 1)", self.betas)
+        _require(_finite(self.eps) and self.eps > 0, "optimizer.eps", "a finite number > 0", self.eps)
+        _require(_finite(self.weight_decay) and self.weight_decay >= 0, "optimizer.weight_decay",
+                 "a finite number >= 0", self.weight_decay)
+        if self.layer_decay is not None and not (_finite(self.layer_decay) and 0 < self.layer_decay <= 1):
             raise ConfigError(f"optimizer.layer_decay must be in (0, 1] or null, got {self.layer_decay}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"optimizer.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.grad_clip is not None and not (_finite(self.grad_clip) and self.grad_clip > 0):
+            raise ConfigError(f"optimizer.grad_clip must be a finite number > 0 or null, got {self.grad_clip}")
 
 
 @dataclass
@@ -276,12 +296,22 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for name in (f.name for f in fields(LossWeights)):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"losses.{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            _require(_finite(value) and value >= 0, f"losses.{name}", "a finite number >= 0", value)
+        _require(0 <= self.css_conf_thr <= 1, "losses.css_conf_thr", "in [0, 1]", self.css_conf_thr)
+        _require(_finite(self.css_match_dist) and self.css_match_dist > 0, "losses.css_match_dist",
+                 "a finite number > 0", self.css_match_dist)
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"losses.momentum must be in [0, 1), got {self.momentum}")
-        if not self.sinkhorn_epsilon > 0 or self.sinkhorn_iters < 1:
-            raise ConfigError("losses.sinkhorn_epsilon must be > 0 and sinkhorn_iters >= 1")
+        if not (_finite(self.sinkhorn_epsilon) and self.sinkhorn_epsilon > 0) or self.sinkhorn_iters < 1:
+            raise ConfigError(f"losses.sinkhorn_epsilon must be a finite number > 0 and sinkhorn_iters >= 1, got "
+                              f"{self.sinkhorn_epsilon}, {self.sinkhorn_iters}")
+        _require(_finite(self.gumbel_tau) and self.gumbel_tau > 0, "losses.gumbel_tau", "a finite number > 0",
+                 self.gumbel_tau)
+        _require(0 <= self.sample_threshold <= 1, "losses.sample_threshold", "in [0, 1]", self.sample_threshold)
+        _require(self.cluster_iters >= 1, "losses.cluster_iters", ">= 1", self.cluster_iters)
+        _require(_finite(self.cluster_beta) and self.cluster_beta > 0, "losses.cluster_beta", "a finite number > 0",
+                 self.cluster_beta)
 
     def weights(self) -> LossWeights:
         """The losses package's `LossWeights` with this config's values."""
@@ -308,6 +338,14 @@ class EvalConfig:
     max_samples: int | None = None
     pck_threshold: float = 0.2
 
+    def __post_init__(self) -> None:
+        _require(self.every_epochs is None or self.every_epochs >= 0, "eval.every_epochs", ">= 0 or null",
+                 self.every_epochs)
+        _require(self.batch_size >= 1, "eval.batch_size", ">= 1", self.batch_size)
+        _require(self.max_samples is None or self.max_samples >= 1, "eval.max_samples", ">= 1 or null",
+                 self.max_samples)
+        _require(0 < self.pck_threshold <= 1, "eval.pck_threshold", "in (0, 1]", self.pck_threshold)
+
 
 @dataclass
 class CheckpointConfig:
@@ -315,13 +353,20 @@ class CheckpointConfig:
 
     Attributes:
         every_steps: save every N optimizer steps (null or 0 = only at the end).
-        keep: how many of the newest checkpoints to keep (null = all).
+        keep: how many of the newest checkpoints to keep, >= 1 (null = keep every checkpoint; 0 or negative
+            numbers are refused: they would delete every checkpoint, the one to resume from included).
         resume: a checkpoint folder or "latest" (also `--resume` on the command line).
     """
 
     every_steps: int | None = 500
     keep: int | None = 2
     resume: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.every_steps is None or self.every_steps >= 0, "checkpoint.every_steps", ">= 0 or null",
+                 self.every_steps)
+        _require(self.keep is None or self.keep >= 1, "checkpoint.keep",
+                 ">= 1, or null to keep every checkpoint (0 or less would delete them all)", self.keep)
 
 
 @dataclass
@@ -341,6 +386,9 @@ class LoggingConfig:
     project_name: str = "posebh"
     every_steps: int = 10
     param_digest: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.every_steps >= 1, "logging.every_steps", ">= 1", self.every_steps)
 
 
 @dataclass
@@ -405,6 +453,7 @@ class TrainConfig:
             raise ConfigError(f"gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
         if self.max_nonfinite_steps < 1:
             raise ConfigError(f"max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
+        _require(self.max_steps is None or self.max_steps >= 1, "max_steps", ">= 1 or null", self.max_steps)
         if self.mode == "transfer" and len(self.data.datasets) != 1:
             raise ConfigError(f"mode 'transfer' trains one new skeleton: data.datasets must have exactly one "
                               f"entry, got {len(self.data.datasets)}")

@@ -21,7 +21,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", default=None, metavar="PATH|latest",
                         help="continue from a checkpoint folder, or the newest one under output_dir/checkpoints")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before and after --resume
 
 
 def main(argv: Sequence[str] | None = None) -> int:
