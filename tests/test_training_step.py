@@ -134,12 +134,41 @@ def test_multihead_baseline_has_only_head_losses() -> None:
     batch = _batch()
     result = compute_losses(model, None, batch, flags, ctx)
     assert set(result.logs) == {"head_loss", "head_loss_0", "head_loss_1", "loss"}
-    out = model(batch["pixel_values"], dataset_index=batch["dataset_index"], heads="all")
+    out = model(batch["pixel_values"], dataset_index=batch["dataset_index"], heads="all", route_heads=True)
     expected, _ = multi_head_loss(list(out.heatmaps.values()), batch["target"], batch["target_weight"],
-                                  batch["dataset_index"])
+                                  batch["dataset_index"], routed=True)
     assert result.loss.item() == pytest.approx(expected.item(), rel=1e-6)
     result.loss.backward()
     assert _grads(model)["embedding_head"] is False
+
+
+def test_routed_heads_give_the_released_loss_and_gradient() -> None:
+    """Heads run only on their own samples: same loss and head gradients as every head on the whole batch.
+
+    BatchNorm in train mode normalises over the samples a head sees, so the comparison uses running statistics.
+    """
+    batch = _batch()
+    grads, losses = [], []
+    for routed in (False, True):
+        model = _model().eval()
+        out = model(batch["pixel_values"], dataset_index=batch["dataset_index"], heads="all", route_heads=routed)
+        n_rows = [hm.shape[0] for hm in out.heatmaps.values()]
+        counts = torch.bincount(batch["dataset_index"], minlength=len(n_rows)).tolist()
+        assert n_rows == (counts if routed else [len(batch["dataset_index"])] * len(n_rows))
+        loss, _ = multi_head_loss(list(out.heatmaps.values()), batch["target"], batch["target_weight"],
+                                  batch["dataset_index"], routed=routed)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.heads.parameters()]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6) and losses[0] > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-9)
+
+
+def test_routed_loss_refuses_rows_that_do_not_match_the_index() -> None:
+    batch = _batch()
+    heatmaps = [torch.zeros(1, k, 8, 6) for k in (3, 4)]
+    with pytest.raises(ValueError, match="routed head 0 has 1 rows"):
+        multi_head_loss(heatmaps, batch["target"], batch["target_weight"], batch["dataset_index"], routed=True)
 
 
 def test_prototype_stats_are_sane() -> None:

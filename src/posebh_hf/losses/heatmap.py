@@ -49,18 +49,23 @@ def multi_head_loss(
     dataset_index: Tensor,
     *,
     weight: float = 1.0,
+    routed: bool = False,
 ) -> tuple[Tensor, dict[str, float]]:
     """Sum over heads d of JointsMSE(O_d, T_d, W_d) with targets masked to the samples of dataset d (spec §3).
 
-    Every head runs on the whole batch; samples of other datasets have zero target and zero weight, so they
-    contribute 0 but count in the mean over B, as in the released code.
+    As released, every head runs on the whole batch; samples of other datasets have zero target and zero weight,
+    so they contribute 0 but count in the mean over B. With `routed=True` each head was run on its own n_d
+    samples only (`model(..., route_heads=True)`); the mean over those is scaled by n_d / B, which gives the same
+    value and gradient for a fraction of the head compute.
 
     Args:
-        heatmaps: per dataset d, `[B, K_d, H, W]` head output (None = head not computed, skipped).
+        heatmaps: per dataset d, `[B, K_d, H, W]` head output, or `[n_d, K_d, H, W]` when `routed` (None = head not
+            computed, skipped).
         targets: `[B, K_max, H, W]` zero-padded targets.
         target_weights: `[B, K_max, 1]` zero-padded weights.
         dataset_index: `[B]` long.
         weight: factor of each head's MSE (1.0).
+        routed: `heatmaps[d]` holds only the rows of `dataset_index == d`, in batch order.
 
     Returns:
         (loss, logs) with logs `head_loss_{d}` per computed head and `head_loss`.
@@ -74,8 +79,17 @@ def multi_head_loss(
         if out is None:
             continue
         k = out.shape[1]
-        mask = (dataset_index == d).to(targets.dtype)
-        loss_d = weight * joints_mse(out, targets[:, :k] * mask[:, None, None, None], weights[:, :k] * mask[:, None])
+        if routed:
+            own = dataset_index == d
+            if out.shape[0] != int(own.sum()):
+                raise ValueError(f"multi_head_loss: routed head {d} has {out.shape[0]} rows but dataset_index holds "
+                                 f"{int(own.sum())} samples of dataset {d}")
+            scale = out.shape[0] / max(targets.shape[0], 1)
+            loss_d = weight * scale * joints_mse(out, targets[own, :k], weights[own, :k])
+        else:
+            mask = (dataset_index == d).to(targets.dtype)
+            loss_d = weight * joints_mse(out, targets[:, :k] * mask[:, None, None, None],
+                                         weights[:, :k] * mask[:, None])
         total = total + loss_d
         logs[f"head_loss_{d}"] = float(loss_d.detach())
     logs["head_loss"] = float(total.detach())

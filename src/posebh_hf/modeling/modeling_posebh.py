@@ -106,6 +106,7 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         output_embeddings: bool = False,
         output_prototype_heatmaps: bool = False,
         prototype_skeletons: Iterable[str] | None = None,
+        route_heads: bool = False,
         **kwargs: Any,
     ) -> PoseBHOutput:
         """Heatmaps for the requested heads (+ embeddings / prototype heatmaps on request).
@@ -115,11 +116,14 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
             dataset_index: expert routing per sample: an int or name (whole batch), a list of B ints/names, or a
                 LongTensor [B]. Optional only for single-dataset models.
             heads: names (or indices) of the heads to run, or "all"; default: the datasets present in
-                `dataset_index`, in dataset order. Each head runs on the whole batch.
+                `dataset_index`, in dataset order. Each head runs on the whole batch unless `route_heads`.
             output_embeddings: also return the raw embedding map [B, D, H, W].
             output_prototype_heatmaps: also return prototype heatmaps {name: [B, K_d, H, W]} (fp32).
             prototype_skeletons: skeletons for `prototype_heatmaps` (datasets or attached extra skeletons);
                 default: the requested heads.
+            route_heads: run each dataset head only on the samples routed to its dataset: `heatmaps[name]` is then
+                [n_d, K_d, H, W], the rows of `dataset_index == d` in batch order (training asks for this when its
+                loss reads a head only on its own samples; attached prototype skeletons still see the whole batch).
             **kwargs: `output_hidden_states` / `output_attentions` for the backbone.
 
         Returns:
@@ -133,7 +137,7 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         if output_embeddings or output_prototype_heatmaps or any(n not in datasets for n in head_names):
             embeddings = self.embedding_head(features)  # [B, D, H, W]
         # attached (head-less) skeletons answer with their prototype heatmaps
-        heatmaps = {name: self.heads[datasets.index(name)](features) if name in datasets
+        heatmaps = {name: self._run_head(datasets.index(name), features, index, route_heads) if name in datasets
                     else self.prototype_heatmaps(embeddings, name) for name in head_names}
         if output_prototype_heatmaps:
             names = head_names if prototype_skeletons is None else self._check_prototype_names(prototype_skeletons)
@@ -153,6 +157,12 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         return backbone_feature_map(self.backbone, pixel_values, index)[0]
 
     # ------------------------------------------------------------------------------------------- helpers
+    def _run_head(self, d: int, features: torch.Tensor, index: torch.Tensor, routed: bool) -> torch.Tensor:
+        """Head d on every sample [B, K_d, H, W], or (routed) on the samples of dataset d only [n_d, K_d, H, W]."""
+        if routed:
+            features = features[index == d]
+        return self.heads[d](features)
+
     def prototype_heatmaps(self, embeddings: torch.Tensor, dataset_name: str) -> torch.Tensor:
         """Prototype heatmaps [B, K_d, H, W] (fp32, clamped to [1e-4, 1 - 1e-4]) of one skeleton's rows, from a
         raw embedding map [B, D, H, W]. Works for datasets and attached extra prototype skeletons."""

@@ -111,12 +111,14 @@ def compute_losses(model: nn.Module, bank: PrototypeBankView | None, batch: Mapp
     use_protos = ctx.use_prototypes and bank is not None
     css = use_protos and flags.css and ctx.weights.css > 0
     run_heads = not use_protos or flags.train_heads or flags.train_backbone or css
-    out = model(pixel_values, dataset_index=index, heads="all" if run_heads else [], output_embeddings=use_protos)
-    heatmaps = [hm.float() for hm in out.heatmaps.values()]  # dataset order, every head on the whole batch
+    # Only CSS reads heads on other datasets' samples; otherwise each head runs on its own samples (same loss).
+    out = model(pixel_values, dataset_index=index, heads="all" if run_heads else [], output_embeddings=use_protos,
+                route_heads=not css)
+    heatmaps = [hm.float() for hm in out.heatmaps.values()]  # dataset order
     logs: dict[str, float] = {}
     total = pixel_values.new_zeros((), dtype=torch.float32)
     if heatmaps:
-        total, logs = multi_head_loss(heatmaps, targets, weights_t, index, weight=ctx.weights.head)
+        total, logs = multi_head_loss(heatmaps, targets, weights_t, index, weight=ctx.weights.head, routed=not css)
     new_bank = None
     if use_protos:
         assert bank is not None
