@@ -118,3 +118,13 @@ def test_hub_dataset_without_posebh_metadata_is_one_clear_line(fake_hub: FakeHub
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("error: data.datasets['bare'].train: Hub dataset lab/bare has no posebh metadata")
     assert not any("Traceback" in line for line in err)
+    # the same for a local folder saved by plain `datasets.save_to_disk` (no posebh metadata)
+    import datasets
+
+    datasets.Dataset.from_dict({"x": [1]}).save_to_disk(str(tmp_path / "plain"))
+    code = train_main(["--config", str(REPO / "configs" / "smoke.yaml"), f"output_dir={tmp_path / 'run2'}",
+                       f"data.cache_dir={tmp_path / 'cache'}", "data.datasets=[]",
+                       f"data.datasets.0={{name: plain, train: {tmp_path / 'plain'}}}", "model.variant=tiny",
+                       "mixed_precision=no"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and "dataset info has no posebh metadata" in err[0], err

@@ -1,4 +1,7 @@
-"""`posebh predict IMAGE... --model PATH [--skeleton NAME ...] [--box X,Y,W,H ...] [--no-flip] [--out-dir DIR]`."""
+"""`posebh predict IMAGE... --model PATH [--skeleton NAME ...] [--box X,Y,W,H ...] [--no-flip] [--out-dir DIR]`.
+
+Images are read with `posebh_hf.images.load_image` (EXIF orientation applied, 16-bit images scaled), so sizes, boxes
+and keypoints refer to the photo as it is shown; scores in the JSON are clipped to [0, 1]."""
 
 from __future__ import annotations
 
@@ -109,7 +112,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="PoseBH model folder (default: the embedded default model / $POSEBH_MODEL)")
     parser.add_argument("--skeleton", action="append", help="skeleton to predict (repeatable; default: every head)")
     parser.add_argument("--box", action="append", type=parse_box, help="X,Y,W,H box (repeatable; default: whole image)")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="flip test (default on)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="flip test where the skeleton allows it (default on; never for skeletons without flip "
+                             "pairs or with \"flip_test\": false)")
     parser.add_argument("--threshold", type=float, default=0.3, help="score threshold for drawing (0.3)")
     parser.add_argument("--out-dir", help="write overlay PNGs here")
     parser.set_defaults(func=run)

@@ -97,14 +97,15 @@ def load_hub_dataset(repo_id: str, *, split: str | None = None, revision: str | 
         folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token,
                                         allow_patterns=[SIDECAR, "README.md", "data/*.parquet"]))
     except RepositoryNotFoundError:
-        raise HubDatasetError(f"{where} does not exist (or is private and no token was given)") from None
+        raise HubDatasetError(f"{where} does not exist (or is private and no token was given), and there is no "
+                              f"local folder {repo_id} either") from None
     except RevisionNotFoundError:
         raise HubDatasetError(f"{where}: no such revision") from None
     except GatedRepoError:
         raise HubDatasetError(f"{where} is gated: accept its conditions on the Hub and log in") from None
     except LocalEntryNotFoundError:
-        raise HubDatasetError(f"{where} is not in the local cache and the Hub cannot be reached "
-                              "(offline: HF_HUB_OFFLINE=1, or no network)") from None
+        raise HubDatasetError(f"{where} is not in the local cache and the Hub cannot be reached (offline: "
+                              f"HF_HUB_OFFLINE=1, or no network); there is no local folder {repo_id} either") from None
     meta = metadata_from_repo_folder(folder, where)
     splits = _splits(folder)
     if not splits:

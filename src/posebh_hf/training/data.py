@@ -84,7 +84,10 @@ def load_source(spec: DatasetConfig, split: str, cache_dir: Path, *, build: bool
                           overwrite=True, progress=False)
         dataset, found = load_pose_dataset(out)
     elif (path / "dataset_info.json").is_file():
-        dataset, found = load_pose_dataset(path)
+        try:  # e.g. a folder saved by plain `datasets.save_to_disk`: no posebh metadata
+            dataset, found = load_pose_dataset(path)
+        except ValueError as err:
+            raise ConfigError(f"data.datasets[{spec.name!r}]: {err}") from None
     elif path.exists():
         raise ConfigError(f"data.datasets[{spec.name!r}]: {path} is neither a .json annotation file nor a folder "
                           "saved by `posebh data build`")
