@@ -77,8 +77,11 @@ class DemoContext:
     files: OverlayFiles
 
 
-def default_skeletons(names: Sequence[str]) -> list[str]:
-    """A person and an animal skeleton side by side when the model has both, else its first skeleton."""
+def default_skeletons(names: Sequence[str], declared: Sequence[str] | None = None) -> list[str]:
+    """The model's `config.default_skeletons` when it declares them; else a person and an animal skeleton side by
+    side when the model has both, else its first skeleton."""
+    if declared:
+        return [n for n in declared if n in names] or list(names[:1])
     chosen = [n for n in ("coco", "ap10k") if n in names]
     return chosen or list(names[:1])
 
@@ -152,8 +155,9 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
                 box_mode = gr.Radio(BOX_CHOICES, value="detect", label="Boxes from")
                 boxes_text = gr.Textbox(lines=3, label="My boxes: x, y, w, h per line (pixels)",
                                         placeholder="40, 30, 200, 420", elem_id="boxes")
-                skeletons = gr.CheckboxGroup(ctx.pipe.skeleton_names, value=default_skeletons(
-                    ctx.pipe.skeleton_names), label="Skeletons (one overlay each)")
+                chosen = default_skeletons(ctx.pipe.skeleton_names, ctx.pipe.model.config.default_skeletons)
+                skeletons = gr.CheckboxGroup(ctx.pipe.skeleton_names, value=chosen,
+                                             label="Skeletons (one overlay each)")
                 with gr.Row():
                     flip = gr.Checkbox(True, label="Flip test (average with the mirrored image)")
                     threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Score threshold for drawing")

@@ -101,3 +101,13 @@ def test_invalid_custom_skeleton_names_the_entry() -> None:
     broken = {**CUSTOM.to_dict(), "flip_pairs": [[1, 1]]}
     with pytest.raises(ValueError, match=r"skeletons\['stick'\] is invalid"):
         PoseBHConfig.tiny(dataset_names=["stick"], skeletons={"stick": broken})
+
+
+def test_default_skeletons_are_validated_and_round_trip(tmp_path) -> None:
+    config = PoseBHConfig.tiny(default_skeletons=["coco"])
+    assert config.skeletons_to_draw == ["coco"]
+    config.save_pretrained(tmp_path)
+    assert PoseBHConfig.from_pretrained(tmp_path).skeletons_to_draw == ["coco"]
+    assert PoseBHConfig.tiny().skeletons_to_draw == list(PoseBHConfig.tiny().dataset_names)
+    with pytest.raises(ValueError, match="default_skeletons=\\['horse'\\] must be a non-empty list"):
+        PoseBHConfig.tiny(default_skeletons=["horse"])

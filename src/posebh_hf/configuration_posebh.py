@@ -80,6 +80,8 @@ class PoseBHConfig(PreTrainedConfig):
         prototype_init_std (`float`): std of the truncated-normal prototype init before L2 normalisation.
         head_init_std (`float`): std of the normal init of head and embedding convs (0.001).
         initializer_range (`float`): std for any other layer.
+        default_skeletons (`list[str]`, *optional*): the skeletons `posebh predict` and the demo draw when none is
+            chosen (e.g. `["coco"]` for a model whose other heads are animals); default: every head.
     """
 
     model_type = "posebh"
@@ -103,6 +105,7 @@ class PoseBHConfig(PreTrainedConfig):
     prototype_init_std: float = 0.02
     head_init_std: float = 0.001
     initializer_range: float = 0.02
+    default_skeletons: list[str] | tuple[str, ...] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.dataset_names = [str(n) for n in self.dataset_names]
@@ -113,6 +116,7 @@ class PoseBHConfig(PreTrainedConfig):
         self.skeletons = self._resolve_skeletons(self.skeletons)
         self.num_keypoints = self._resolve_num_keypoints(self.num_keypoints)
         self._check_experts()
+        self._check_default_skeletons()
 
     # ------------------------------------------------------------------------------------------- construction
     def _resolve_backbone(self, backbone: dict | PreTrainedConfig | None) -> VitPoseBackboneConfig:
@@ -191,6 +195,21 @@ class PoseBHConfig(PreTrainedConfig):
                              f"got {n_data} dataset_names {self.dataset_names}")
         raise ValueError(f"PoseBHConfig: backbone_config.num_experts={n_exp} must equal len(dataset_names)={n_data} "
                          f"({self.dataset_names})")
+
+    def _check_default_skeletons(self) -> None:
+        if self.default_skeletons is None:
+            return
+        self.default_skeletons = [str(n) for n in self.default_skeletons]
+        known = self.dataset_names + self.extra_prototype_skeletons
+        unknown = [n for n in self.default_skeletons if n not in known]
+        if unknown or not self.default_skeletons:
+            raise ValueError(f"PoseBHConfig.default_skeletons={self.default_skeletons} must be a non-empty list of "
+                             f"this model's skeletons {known}")
+
+    @property
+    def skeletons_to_draw(self) -> list[str]:
+        """What predict and the demo draw when the user chooses nothing: `default_skeletons`, else every head."""
+        return list(self.default_skeletons) if self.default_skeletons else list(self.dataset_names)
 
     # ------------------------------------------------------------------------------------------- presets
     @classmethod

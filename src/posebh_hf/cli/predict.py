@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     # Validate every input (images, skeletons, boxes) before the slow model load.
     config = PoseBHConfig.from_pretrained(str(model_path))
     served = list(config.dataset_names) + list(getattr(config, "extra_prototype_skeletons", None) or [])
-    skeletons = args.skeleton or list(config.dataset_names)
+    skeletons = args.skeleton or config.skeletons_to_draw  # the model's default_skeletons, else every head
     unknown = [s for s in skeletons if s not in served]
     if unknown:
         raise ValueError(f"unknown skeleton(s) {unknown}; the model serves {served}")
@@ -110,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="keypoints for images (JSON to stdout, overlays to --out-dir)")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--model", help="PoseBH model folder (default: the embedded default model / $POSEBH_MODEL)")
-    parser.add_argument("--skeleton", action="append", help="skeleton to predict (repeatable; default: every head)")
+    parser.add_argument("--skeleton", action="append", help="skeleton to predict (repeatable; default: the model's default_skeletons, else every head)")
     parser.add_argument("--box", action="append", type=parse_box, help="X,Y,W,H box (repeatable; default: whole image)")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="flip test where the skeleton allows it (default on; never for skeletons without flip "
