@@ -442,7 +442,7 @@ def write_trainval(shared: Path = SHARED, out: Path = TRAINVAL) -> dict[str, int
 
 # ----------------------------------------------------------------------------------------------- default model export
 APP_MODEL = ROOT / "app" / "default_model"
-CARD = ROOT / "hub_cards" / "default_model_card.md"
+CARD = ROOT / "hub_cards" / "study_default_model_card.md"  # the first (study) default model
 DEFAULT_RUN = ROOT / "outputs" / "mdt_mini" / "default_model"
 DATA_NOTES = {
     "coco": ("coco_mini, CC BY 2.0 images only", "COCO 2017 person keypoints via GitHub `Obmutescence/COCO-MINI`, "
