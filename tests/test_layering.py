@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "visualize": 4,
     "evaluation.loop": 4,
     "cli": 5,
+    "train": 5,  # `python -m posebh_hf.train` (accelerate launch -m), an entry point like cli
     "__init__": 5,  # the package root registers the Auto classes and re-exports the public API
 }
 

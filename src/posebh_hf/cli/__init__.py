@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Verb modules, in the order `posebh --help` lists them. Imported lazily so `posebh --help` stays fast.
-VERB_MODULES = ("predict", "convert", "data", "evaluate", "pack", "hub", "viz", "export", "demo")
+VERB_MODULES = ("predict", "convert", "data", "evaluate", "train", "pack", "hub", "viz", "export", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

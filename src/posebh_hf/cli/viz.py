@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = parser.add_subparsers(dest="viz_verb", required=True, metavar="{prototypes}")
     protos = verbs.add_parser(
         "prototypes", help="2D map of all keypoint prototypes + nearest-keypoint table",
-        description="Project every keypoint's prototypes to 2D (t-SNE of the prototype similarity), colour by "
+        description="Project every keypoint's prototypes to 2D (scikit-learn's t-SNE of the prototype similarity: "
+                    "pip install 'posebh-hf[viz]'; or classical MDS, numpy only), colour by "
                     "skeleton, label by keypoint name, and join mutual nearest keypoints of different skeletons. "
                     "The nearest-keypoint table goes to stdout (or --table FILE).")
     protos.add_argument("--model", required=True, help="PoseBH model folder or Hub repo id")
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     protos.add_argument("--format", choices=["md", "json"], default="md", help="nearest-keypoint table format")
     protos.add_argument("--table", type=Path, default=None, help="write the table to this file instead of stdout")
     protos.add_argument("--top-k", type=int, default=1, help="nearest keypoints listed per other skeleton")
-    protos.add_argument("--method", choices=["tsne", "mds"], default="tsne", help="2D projection")
+    protos.add_argument("--method", choices=["tsne", "mds"], default="tsne",
+                        help="2D projection (tsne needs scikit-learn: the viz extra)")
     protos.add_argument("--no-links", dest="links", action="store_false",
                         help="do not draw lines between mutual nearest keypoints")
     protos.add_argument("--link-threshold", type=float, default=0.75,
@@ -43,14 +45,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_prototypes(args: argparse.Namespace) -> int:
     from ..hub.model_repo import load_model
     from ..hub.prototype_map import (
+        VIZ_INSTALL_HINT,
         nearest_keypoints,
         nearest_table_json,
         nearest_table_markdown,
         prototype_map,
+        tsne_available,
     )
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.method == "tsne" and not tsne_available():
+        raise ValueError(VIZ_INSTALL_HINT)
     model = load_model(args.model)
     protos = prototype_map(model, args.out, skeletons=args.skeletons, method=args.method, links=args.links,
                            link_threshold=args.link_threshold)

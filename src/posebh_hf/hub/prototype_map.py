@@ -3,9 +3,9 @@
 Symbols: N keypoints over the chosen skeletons, M prototypes per keypoint, D embedding dim.
 
 Keypoint-to-keypoint similarity is what the prototype heatmap uses: the best similarity over the M x M prototype
-pairs, with the model's similarity mode (|cos| for "abs_cosine", so p and -p are the same direction). The 2D map is a
-t-SNE (exact, numpy, seeded and initialised from classical MDS, so it is deterministic) of the distances 1 - s, or
-the MDS itself. Points are coloured by skeleton and labelled by keypoint name; thin grey lines join mutual nearest
+pairs, with the model's similarity mode (|cos| for "abs_cosine", so p and -p are the same direction). The 2D map is
+scikit-learn's t-SNE (exact, precomputed chord distances sqrt(2 - 2 s), initialised from classical MDS with a fixed
+random_state, so it is deterministic; `pip install 'posebh-hf[viz]'`) or the MDS itself (numpy only). Points are coloured by skeleton and labelled by keypoint name; thin grey lines join mutual nearest
 keypoints of different skeletons that are at least 0.75 similar: the keypoints the model aligned.
 """
 
@@ -132,54 +132,38 @@ def _classical_mds(dist: np.ndarray) -> np.ndarray:
     return coords * np.where(signs == 0, 1.0, signs)
 
 
-def _conditional_probabilities(sq_dist: np.ndarray, perplexity: float) -> np.ndarray:
-    """Row-wise Gaussian affinities with the bandwidth found by bisection to match `perplexity`."""
-    n = sq_dist.shape[0]
-    target = np.log(perplexity)
-    probs = np.zeros((n, n))
-    for i in range(n):
-        d = np.delete(sq_dist[i], i)
-        lo, hi, beta = 0.0, np.inf, 1.0
-        for _ in range(100):
-            p = np.exp(-(d - d.min()) * beta)
-            total = p.sum()
-            entropy = np.log(total) + beta * np.sum((d - d.min()) * p) / total
-            if abs(entropy - target) < 1e-5:
-                break
-            if entropy > target:
-                lo, beta = beta, beta * 2 if hi == np.inf else (beta + hi) / 2
-            else:
-                hi, beta = beta, (beta + lo) / 2
-        probs[i, np.arange(n) != i] = p / total
-    return probs
+VIZ_INSTALL_HINT = "the t-SNE prototype map needs scikit-learn: pip install 'posebh-hf[viz]' (or use --method mds)"
 
 
-def _tsne(dist: np.ndarray, init: np.ndarray, perplexity: float = 15.0, iterations: int = 750) -> np.ndarray:
-    """Exact t-SNE (van der Maaten & Hinton 2008) with early exaggeration, momentum and gains; O(N^2) per step."""
+def tsne_available() -> bool:
+    """Whether scikit-learn (the `viz` extra) can be imported, so `method="tsne"` works."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("sklearn") is not None and importlib.util.find_spec("sklearn.manifold") \
+            is not None
+    except (ImportError, ValueError):  # a broken or stubbed-out sklearn
+        return False
+
+
+def _tsne(dist: np.ndarray, init: np.ndarray, perplexity: float = 15.0, seed: int = 0) -> np.ndarray:
+    """scikit-learn's exact t-SNE of precomputed distances, started from `init` (the MDS map): deterministic."""
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError as err:
+        raise ImportError(VIZ_INSTALL_HINT) from err
     n = dist.shape[0]
+    # sklearn requires perplexity < n; (n - 1) / 3 keeps ~3 perplexities of neighbours available per point
     perplexity = max(2.0, min(perplexity, (n - 1) / 3.0))
-    cond = _conditional_probabilities(dist**2, perplexity)
-    joint = np.maximum((cond + cond.T) / (2.0 * n), 1e-12)
-    coords = init / max(np.std(init[:, 0]), 1e-12) * 1e-4
-    update, gains = np.zeros_like(coords), np.ones_like(coords)
-    rate = max(n / 12.0 / 4.0, 50.0)
-    for step in range(iterations):
-        exaggeration, momentum = (12.0, 0.5) if step < 250 else (1.0, 0.8)
-        diff = coords[:, None, :] - coords[None, :, :]
-        kernel = 1.0 / (1.0 + np.sum(diff**2, axis=-1))
-        np.fill_diagonal(kernel, 0.0)
-        q = np.maximum(kernel / kernel.sum(), 1e-12)
-        weights = (exaggeration * joint - q) * kernel
-        grad = 4.0 * np.einsum("ij,ijk->ik", weights, diff)
-        same = np.sign(grad) == np.sign(update)
-        gains = np.maximum(np.where(same, gains * 0.8, gains + 0.2), 0.01)
-        update = momentum * update - rate * gains * grad
-        coords = coords + update
+    start = init / max(float(np.std(init[:, 0])), 1e-12) * 1e-4  # the scale sklearn's own "pca" init uses
+    tsne = TSNE(n_components=2, perplexity=perplexity, metric="precomputed", init=start, method="exact",
+                learning_rate="auto", random_state=seed)
+    coords = tsne.fit_transform(dist)
     return coords - coords.mean(axis=0)
 
 
-def embed_2d(protos: PrototypeSet, method: str = "tsne") -> np.ndarray:
-    """[N, 2] map coordinates of the keypoints ("tsne" or "mds"); deterministic."""
+def embed_2d(protos: PrototypeSet, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """[N, 2] map coordinates of the keypoints ("tsne", needs scikit-learn, or "mds"); deterministic for a seed."""
     sim = keypoint_similarity(protos.prototypes, protos.prototypes, protos.similarity)
     dist = np.sqrt(np.maximum(2.0 - 2.0 * np.clip(sim, -1.0, 1.0), 0.0))
     np.fill_diagonal(dist, 0.0)
@@ -188,7 +172,7 @@ def embed_2d(protos: PrototypeSet, method: str = "tsne") -> np.ndarray:
         return mds
     if method != "tsne":
         raise ValueError(f"unknown projection {method!r}; expected 'tsne' or 'mds'")
-    return _tsne(dist, mds)
+    return _tsne(dist, mds, seed=seed)
 
 
 def _mutual_nearest(protos: PrototypeSet, threshold: float = 0.0) -> list[tuple[int, int]]:

@@ -96,7 +96,8 @@ class DatasetConfig:
 
     Attributes:
         name: the skeleton / dataset name; its position in `data.datasets` is its `dataset_index`.
-        train: a COCO-style keypoint JSON, a folder saved with `datasets.save_to_disk`, or a Hub dataset id.
+        train: a COCO-style keypoint JSON, a folder saved with `datasets.save_to_disk`, a Hub dataset id, or
+            `synth:KIND[?train=N&val=N&seed=S]`: generated figures with known keypoints (`posebh_hf.data.synth`).
         val: the same for validation (optional; evaluation skips datasets without one).
         images: image root for JSON inputs (default: the JSON's folder).
         val_images: image root of the validation JSON (default: `images`, else the JSON's folder).

@@ -25,6 +25,7 @@ from ..data.collate import PoseCollator
 from ..data.converters import ConvertOptions
 from ..data.mixing import MixedDataset, MixingBatchSampler, worker_init
 from ..data.presets import instance_spec_for
+from ..data.synth import SYNTH_SCHEME, ensure_synth_source
 from ..data.transform import PoseTrainTransform
 from ..data.views import instance_dataset
 from ..skeletons import Skeleton, get_skeleton
@@ -66,6 +67,11 @@ def load_source(spec: DatasetConfig, split: str, cache_dir: Path, *, build: bool
         raise ConfigError(f"data.datasets[{spec.name!r}] has no {split!r} source")
     images = spec.images if split == "train" else (spec.val_images or spec.images)
     skeleton = _resolve_skeleton(spec)
+    if str(source).startswith(SYNTH_SCHEME):  # generated figures (data/synth.py): written into the cache once
+        try:
+            source = str(ensure_synth_source(str(source), split, cache_dir / "synth", build=build))
+        except ValueError as err:
+            raise ConfigError(f"data.datasets[{spec.name!r}].{split}: {err}") from None
     path = Path(source)
     if path.suffix.lower() == ".json":
         if not path.is_file():
