@@ -17,6 +17,7 @@ from ..conversion import (
 )
 from ..conversion.common import check_destination, save_model_atomically
 from ..conversion.layout import OFFICIAL_SIZES
+from .convert_timm import register_timm
 
 __all__ = ["register", "run_official", "run_vitpose"]
 
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `convert vitpose` and `convert official` to a `posebh` CLI parser."""
     parser = subparsers.add_parser("convert", help="convert ViTPose / official PoseBH checkpoints to PoseBH folders",
                                    description="Convert checkpoints into PoseBH save_pretrained folders.")
-    verbs = parser.add_subparsers(dest="convert_source", required=True, metavar="{vitpose,official}")
+    verbs = parser.add_subparsers(dest="convert_source", required=True, metavar="{vitpose,official,timm}")
 
     vitpose = verbs.add_parser("vitpose", help="a transformers ViTPose / ViTPose++ folder",
                                description="Convert a transformers ViTPose/ViTPose++ folder (config.json + "
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "else the merged expert's dataset; else coco for 17 keypoints)")
     _common_options(official)
     official.set_defaults(func=run_official)
+    register_timm(verbs)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,9 @@ from ..modeling import PoseBHForPoseEstimation
 from ..skeletons import Skeleton
 from .config import ConfigError, TrainConfig
 
-__all__ = ["InitReport", "build_model", "transplant"]
+__all__ = ["TIMM_PREFIX", "InitReport", "build_model", "transplant"]
+
+TIMM_PREFIX = "timm:"  # `model.init: timm:NAME_OR_FOLDER` starts the backbone from a timm ViT
 
 _BACKBONE_KEYS = frozenset(k for k in VitPoseBackboneConfig().to_dict() if not k.startswith("_"))
 _EXPERT = re.compile(r"^(backbone\.encoder\.layer\.\d+\.mlp)\.experts\.(\d+)\.(weight|bias)$")
@@ -185,6 +187,8 @@ def _build(cfg: TrainConfig, skeletons: dict[str, Skeleton]) -> tuple[PoseBHForP
     if cfg.model.init is None:
         model = PoseBHForPoseEstimation(_target_config(cfg, skeletons, None))
         return model, f"built from scratch ({cfg.model.variant})"
+    if cfg.model.init.startswith(TIMM_PREFIX):
+        return _build_from_timm(cfg, skeletons, cfg.model.init[len(TIMM_PREFIX):])
     try:
         source = PoseBHForPoseEstimation.from_pretrained(cfg.model.init, revision=cfg.model.revision)
     except (OSError, ValueError) as err:
@@ -197,3 +201,28 @@ def _build(cfg: TrainConfig, skeletons: dict[str, Skeleton]) -> tuple[PoseBHForP
     report = transplant(source, model, init_map=init_map, fallback=fallback,
                         copy_prototypes=cfg.mode == "posebh", source_name=cfg.model.init)
     return model, report.summary()
+
+
+def _build_from_timm(cfg: TrainConfig, skeletons: dict[str, Skeleton], name: str
+                     ) -> tuple[PoseBHForPoseEstimation, str]:
+    """`model.init: timm:NAME_OR_FOLDER`: the backbone from a timm ViT (pretrained weights through timm's cache;
+    `conversion.timm`), converted at the run's input size with one expert per configured dataset; heads,
+    embedding head and prototypes start fresh."""
+    from ..conversion import ConversionError
+    from ..conversion.timm import timm_to_posebh_model
+
+    backbone_over, _ = _split_overrides(dict(cfg.model.config_overrides))
+    image_size = backbone_over.pop("image_size", [256, 192])
+    patch = backbone_over.pop("patch_size", [16, 16])
+    patch = int(patch if isinstance(patch, int) else patch[0])
+    try:
+        source, report = timm_to_posebh_model(name, cfg.dataset_names, image_size=image_size, patch_size=patch,
+                                              seed=cfg.seed)
+    except ConversionError as err:
+        raise ConfigError(f"model.init: cannot start from timm model {name!r}: {err}") from None
+    model = PoseBHForPoseEstimation(_target_config(cfg, skeletons, source.config))
+    missing, unexpected = model.backbone.load_state_dict(source.backbone.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"model.init: the converted timm backbone does not fit the configured model (missing "
+                          f"{missing[:5]}, unexpected {unexpected[:5]}); check model.config_overrides")
+    return model, f"backbone from timm {name} ({report.config_summary}); heads, embedding head and prototypes fresh"
