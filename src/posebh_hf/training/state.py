@@ -40,6 +40,7 @@ class TrainingState:
         nonfinite_streak / nonfinite_total: consecutive / total skipped steps with a non-finite loss.
         steps_per_epoch, world_size: the geometry the data position refers to.
         lr_schedule: `LRSchedule.state_dict()`.
+        launch: "single", "ddp" or "fsdp2" (sharded checkpoints resume only under FSDP; "" = not recorded).
     """
 
     step: int = 0
@@ -52,6 +53,7 @@ class TrainingState:
     steps_per_epoch: int = 0
     world_size: int = 1
     lr_schedule: dict[str, int] = field(default_factory=dict)
+    launch: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)

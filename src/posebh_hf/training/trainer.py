@@ -8,6 +8,7 @@ are functions of the step, so `--resume` continues exactly where a checkpoint wa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,6 +34,14 @@ from ..losses import cluster_keypoint_map
 from ..modeling import PoseBHForPoseEstimation
 from .config import ConfigError, TrainConfig
 from .data import TrainData, build_train_data, load_source
+from .distributed import (
+    describe_sharding,
+    fsdp_prepare_compat,
+    full_tensor,
+    is_fsdp,
+    prepare_launch,
+    sync_batchnorm_stats,
+)
 from .model_init import build_model
 from .param_groups import build_optimizer
 from .prototype_sync import average_across_processes, build_cluster_bank, make_all_reduce, prototype_stats
@@ -66,8 +75,10 @@ class TrainResult:
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     """Accelerator with TensorBoard (or the configured trackers) under ``<output_dir>/logs``.
 
-    DDP: `find_unused_parameters` because stages freeze parts of the model, and no buffer broadcast (as released:
-    prototypes are synchronised explicitly, BatchNorm statistics stay per process).
+    DDP: `find_unused_parameters` because stages freeze parts of the model, and no buffer broadcast at every
+    forward (prototypes are synchronised explicitly; BatchNorm statistics are averaged over processes before every
+    validation and save, `distributed.sync_batchnorm_stats`). FSDP comes from the launcher (``--use_fsdp``, an
+    FSDP config file); on CPU `distributed.prepare_launch` switches Accelerate to FSDP2.
     """
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters, broadcast_buffers=False)
     project = ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs"))
@@ -85,6 +96,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None) -> None:
         self.cfg = cfg
         self.acc = accelerator or make_accelerator(cfg)
+        # before anything is built: a launch that would train several copies, or an FSDP combination that cannot
+        # run, stops here with one line
+        self.launch = prepare_launch(self.acc, mode=cfg.mode, mixed_precision=cfg.mixed_precision)
         self.output_dir = Path(cfg.output_dir)
         self.world = self.acc.num_processes
         set_seed(cfg.seed)  # same seed on every process: identical init, as released
@@ -100,8 +114,10 @@ class Trainer:
             # torch >= 2.12 deprecates DDP's broadcast_buffers, which Accelerate still passes; its replacement
             # would also sync buffers at init (harmless here), but Accelerate cannot pass it yet
             warnings.filterwarnings("ignore", message=".*broadcast_buffers.*deprecated", category=FutureWarning)
-            self.model, self.optimizer = self.acc.prepare(model, optimizer)
+            with fsdp_prepare_compat(model) if is_fsdp(self.acc) else contextlib.nullcontext():
+                self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.unwrapped: PoseBHForPoseEstimation = self.acc.unwrap_model(self.model)
+        self.sharding = describe_sharding(self.unwrapped, self.launch.kind, self.world)
         self.bank = PrototypeBankView(self.unwrapped.keypoint_prototypes) if cfg.mode != "multihead" else None
         self.ctx = LossContext(list(self.unwrapped.config.num_keypoints), cfg.losses,
                                self.unwrapped.config.similarity, use_prototypes=cfg.mode != "multihead",
@@ -196,7 +212,7 @@ class Trainer:
             if self.acc.sync_gradients and self.cfg.optimizer.grad_clip is not None:
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 norm = self.acc.clip_grad_norm_(params, self.cfg.optimizer.grad_clip)
-                logs["grad_norm"] = float(norm) if norm is not None else math.nan
+                logs["grad_norm"] = float(full_tensor(norm)) if norm is not None else math.nan
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         if self.acc.sync_gradients and not self.acc.optimizer_step_was_skipped:
@@ -241,8 +257,10 @@ class Trainer:
             write_text_atomically(self.output_dir / "train_config.yaml", yaml.safe_dump(self.cfg.to_dict(),
                                                                                    sort_keys=False))
         self._init_trackers()
-        self._print(f"{self.init_description}; {self.world} process(es), {self.data.steps_per_epoch} steps/epoch, "
-                    f"{self.total_steps} steps\n{self.schedule.describe(self.cfg.schedule.epochs)}")
+        self._write_sharding_report()
+        self._print(f"{self.init_description}; {self.world} process(es) ({self.launch.kind}), "
+                    f"{self.data.steps_per_epoch} steps/epoch, {self.total_steps} steps\n"
+                    f"{self.schedule.describe(self.cfg.schedule.epochs)}")
         if self.cfg.eval.at_start and self.state.step == 0:
             self._evaluate()
         # an explicit `disable` would override tqdm's TQDM_DISABLE variable, so honour it here
@@ -316,6 +334,7 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         if not self.val_sets:
             return {}
+        self.sync_buffers()  # every process scores its share with the same BatchNorm statistics
         metrics = validate(self.unwrapped, self.val_sets, self.cfg.eval, rank=self.acc.process_index,
                            world_size=self.world, gather=gather_object, device=self.acc.device)
         metrics["step"] = float(self.state.step)
@@ -335,18 +354,41 @@ class Trainer:
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
 
     def write_param_digest(self) -> Path:
-        """SHA-256 of this process's parameters and prototype buffers (to check that processes agree)."""
+        """SHA-256 of this process's parameters and buffers (prototype banks, BatchNorm statistics), to check that
+        processes agree. Under FSDP each parameter is gathered whole first (every process takes part)."""
+        self.sync_buffers()
         digest = hashlib.sha256()
         tensors = dict(self.unwrapped.named_parameters())
-        tensors.update({k: v for k, v in self.unwrapped.named_buffers() if "prototypes" in k})
+        tensors.update(dict(self.unwrapped.named_buffers()))
         for name in sorted(tensors):
             digest.update(name.encode())
-            digest.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
+            # a copy: `.numpy()` marks a storage non-resizable, and FSDP2 frees its unsharded parameters by resizing
+            data = full_tensor(tensors[name].detach()).float().cpu().clone()
+            digest.update(data.numpy().tobytes())
         folder = self.output_dir / "param_digest"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"rank_{self.acc.process_index}.txt"
         write_text_atomically(path, digest.hexdigest())
         return path
+
+    def sync_buffers(self) -> None:
+        """Average BatchNorm statistics over processes (before anything is scored or saved)."""
+        sync_batchnorm_stats(self.unwrapped, self.world)
+
+    def _write_sharding_report(self) -> None:
+        """``<output_dir>/distributed.json``: launch kind, FSDP units, parameter bytes held by each process."""
+        report = self.sharding.to_dict()
+        per_rank = gather_object([report["param_bytes_local"]]) if self.world > 1 else [report["param_bytes_local"]]
+        if self.is_main:
+            report["param_bytes_per_rank"] = [int(v) for v in per_rank]
+            del report["param_bytes_local"]
+            report["notes"] = self.launch.notes
+            write_text_atomically(self.output_dir / "distributed.json", json.dumps(report, indent=1) + "\n")
+            if self.launch.kind.startswith("fsdp"):
+                units = [u or "<root>" for u in self.sharding.sharded_modules]
+                self._print(f"{self.launch.kind}: {len(units)} FSDP units ({', '.join(units)}); parameter bytes "
+                            f"per process {report['param_bytes_per_rank']} of {report['param_bytes_full']}"
+                            + (f"; {'; '.join(self.launch.notes)}" if self.launch.notes else ""))
 
     def _init_trackers(self) -> None:
         if not self.cfg.logging.trackers:
@@ -372,7 +414,9 @@ class Trainer:
             folder.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(partial, ignore_errors=True)
         self.acc.wait_for_everyone()
+        self.sync_buffers()
         self.state.lr_schedule = self.lr.state_dict()
+        self.state.launch = self.launch.kind
         self.acc.save_state(str(partial))  # model, optimizer, scaler, RNG of every process
         self.acc.wait_for_everyone()
         if self.is_main:
@@ -391,6 +435,12 @@ class Trainer:
             raise ConfigError(f"checkpoint {folder} was taken with {state.world_size} process(es) x "
                               f"{state.steps_per_epoch} steps/epoch; this run has {self.world} x "
                               f"{self.data.steps_per_epoch} (the data position would not match)")
+        if state.launch and state.launch != self.launch.kind and "fsdp" in (state.launch + self.launch.kind):
+            raise ConfigError(f"checkpoint {folder} was written by a {state.launch} run; this run is "
+                              f"{self.launch.kind} (sharded and unsharded checkpoints have different formats)")
+        # the trainable set of the checkpoint's last epoch: FSDP2 loads the optimizer state into a template made
+        # for the parameters that require grad, which must be exactly those the checkpoint holds state for
+        apply_stage(self.unwrapped, self.schedule.flags(self.epoch_of(max(state.step - 1, 0))))
         self.acc.load_state(str(folder))
         self.state = state
         self.lr.load_state_dict(state.lr_schedule or {"last_step": state.optimizer_steps})
@@ -407,6 +457,7 @@ class Trainer:
         final = self.output_dir / "final"
         pack_dir = self.output_dir / "prototype_pack"
         pack_path = None
+        self.sync_buffers()
         state_dict = self.acc.get_state_dict(self.model)
         if self.is_main:
             tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=self.output_dir))
