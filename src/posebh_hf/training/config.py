@@ -107,6 +107,12 @@ class DatasetConfig:
         ratio: mixing weight in the training stream; null on every dataset = proportional to the dataset sizes
             (each instance once per epoch, the paper's setting).
         split, val_split: split names of `train` / `val` when they are Hub dataset ids.
+        keypoint_mapping: dataset merging (the baseline PoseBH argues against, and a way to train one skeleton's
+            head on corpora whose skeletons overlap): ``{OTHER_DATASET: {keypoints: by_name, ratio: R}}`` makes
+            this dataset's expert and head also train on OTHER_DATASET's training instances, with their keypoints
+            mapped onto this skeleton by name (or an explicit ``{other_name: this_name}`` mapping); keypoints of
+            this skeleton without a source stay unlabelled. `ratio` is the mixing weight of those samples (required
+            when the datasets give ratios; otherwise proportional to their count).
     """
 
     name: str = ""
@@ -119,6 +125,7 @@ class DatasetConfig:
     ratio: float | None = None
     split: str = "train"
     val_split: str = "validation"
+    keypoint_mapping: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -128,6 +135,16 @@ class DatasetConfig:
                               "folder or a Hub id)")
         if self.ratio is not None and not (_finite(self.ratio) and self.ratio > 0):
             raise ConfigError(f"data.datasets[{self.name!r}].ratio must be a finite number > 0, got {self.ratio}")
+        for source, entry in self.keypoint_mapping.items():
+            where = f"data.datasets[{self.name!r}].keypoint_mapping[{source!r}]"
+            if not isinstance(entry, dict) or set(entry) - {"keypoints", "ratio"}:
+                raise ConfigError(f"{where} must be a mapping with 'keypoints' (by_name or {{source: target}}) and "
+                                  f"'ratio', got {entry!r}")
+            ratio = entry.get("ratio")
+            if ratio is not None and not (isinstance(ratio, (int, float)) and ratio > 0):
+                raise ConfigError(f"{where}.ratio must be > 0, got {ratio!r}")
+            if source == self.name:
+                raise ConfigError(f"{where}: a dataset cannot be mapped onto itself")
 
 
 @dataclass
@@ -160,6 +177,14 @@ class DataConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"data.datasets: names {dupes} appear more than once")
+        for d in self.datasets:
+            for source, entry in d.keypoint_mapping.items():
+                if source not in names:
+                    raise ConfigError(f"data.datasets[{d.name!r}].keypoint_mapping names {source!r}, which is not "
+                                      f"a configured dataset ({names})")
+                if any(given) and entry.get("ratio") is None:
+                    raise ConfigError(f"data.datasets[{d.name!r}].keypoint_mapping[{source!r}] needs a 'ratio' "
+                                      "because the datasets give ratios")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 from ..data.build import build_dataset, load_pose_dataset
 from ..data.collate import PoseCollator
 from ..data.converters import ConvertOptions
+from ..data.keypoint_mapping import BY_NAME, KeypointMappedTransform, keypoint_index_map
 from ..data.mixing import MixedDataset, MixingBatchSampler, worker_init
 from ..data.presets import instance_spec_for
 from ..data.synth import SYNTH_SCHEME, ensure_synth_source
@@ -123,6 +124,26 @@ def make_transform(spec: DatasetConfig, skeleton: Skeleton, dataset_index: int, 
     return PoseTrainTransform(skeleton, dataset_index=dataset_index, preset=preset, augment=config, seed=seed)
 
 
+def _mapped_transforms(config: DataConfig, sources: Sequence[SourceData], seed: int
+                       ) -> list[tuple[KeypointMappedTransform, float | None]]:
+    """Per `keypoint_mapping` entry (in config order), the target's transform over the source's instances."""
+    by_name = {s.name: (d, s) for d, s in enumerate(sources)}
+    out = []
+    for spec in config.datasets:
+        d, target = by_name[spec.name]
+        for source_name, entry in spec.keypoint_mapping.items():
+            source = by_name[source_name][1]
+            try:
+                index = keypoint_index_map(source.skeleton, target.skeleton, entry.get("keypoints", BY_NAME))
+            except ValueError as err:
+                raise ConfigError(f"data.datasets[{spec.name!r}].keypoint_mapping[{source_name!r}]: {err}") from None
+            base = make_transform(spec, target.skeleton, d, config.augment, seed)
+            transform = KeypointMappedTransform(source.skeleton, target.skeleton, index, dataset_index=d,
+                                                spec=base.spec, seed=seed)
+            out.append((transform, entry.get("ratio")))
+    return out
+
+
 class EpochBatches(Sampler[list[int]]):
     """This rank's batches of one epoch: `MixingBatchSampler` batches `start` .. `stop` - 1 (no data is read)."""
 
@@ -197,6 +218,14 @@ def build_train_data(config: DataConfig, cache_dir: Path, *, seed: int, rank: in
     if empty:
         raise ConfigError(f"datasets {empty} have no usable training instance (labelled keypoints and a valid box)")
     ratios = [spec.ratio for spec in config.datasets]
+    # merged corpora (keypoint_mapping): extra pools after the datasets' own, routed to the target's head
+    for transform, ratio in _mapped_transforms(config, sources, seed):
+        source = next(s for s in sources if s.name == transform.source_skeleton.name)
+        view = instance_dataset(source.dataset, transform)
+        transforms.append(transform)
+        views.append(view)
+        sizes.append(len(view))
+        ratios.append(ratio)
     if steps_per_epoch is None:
         mix_ratios = None if ratios[0] is None else ratios
         num_samples = None

@@ -1,0 +1,77 @@
+"""Training-step cost of candidate pretraining models, heads on the whole batch vs only on their own samples.
+
+    python benchmarks/head_routing.py                      # the candidates of docs/mdt_mini.md, 2 threads
+    python benchmarks/head_routing.py --steps 6 --threads 2
+
+Each row is one model (input H x W, ViT width x depth, head type and channels) on a batch of 16 spread over five
+datasets like the mdt_mini pretraining mix (8 lspe + 2 of each other), multi-head loss, backward and an AdamW step.
+"all" runs every head on the whole batch (the released code); "own" runs each head on its own samples
+(`route_heads=True` + `multi_head_loss(routed=True)`, what training does). Median CPU seconds of the process per step
+after one warm-up step, and the ratio all / own, in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from posebh_hf.configuration_posebh import PoseBHConfig
+from posebh_hf.losses import multi_head_loss
+from posebh_hf.modeling import PoseBHForPoseEstimation
+
+NAMES = ["coco", "aic", "mpii", "ap10k", "apt36k"]  # five built-in skeletons standing in for the five heads
+CANDIDATES = [  # (H, W, hidden, layers, attention heads, head type, head channels)
+    (256, 192, 192, 6, 3, "classic", 256),
+    (256, 192, 192, 6, 3, "simple", 64),
+    (192, 144, 192, 6, 3, "classic", 64),
+    (192, 144, 192, 6, 3, "simple", 64),
+    (128, 96, 192, 6, 3, "simple", 64),
+]
+
+
+def step_seconds(h: int, w: int, hidden: int, layers: int, heads: int, head_type: str, channels: int, routed: bool,
+                 steps: int) -> float:
+    torch.manual_seed(0)
+    config = PoseBHConfig.tiny(dataset_names=NAMES, image_size=[h, w], hidden_size=hidden, num_hidden_layers=layers,
+                               num_attention_heads=heads, part_features=hidden // 4, head_type=head_type,
+                               head_channels=channels)
+    model = PoseBHForPoseEstimation(config)
+    model.embedding_head.requires_grad_(False)  # the multi-head baseline does not run it
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-3)
+    index = torch.tensor([0] * 8 + [1, 1, 2, 2, 3, 3, 4, 4])
+    pixels = torch.randn(len(index), 3, h, w)
+    targets = torch.rand(len(index), max(config.num_keypoints), h // 4, w // 4)
+    weights = torch.ones(len(index), max(config.num_keypoints), 1)
+    times = []
+    for _ in range(steps + 1):
+        start = time.process_time()
+        out = model(pixels, dataset_index=index, heads="all", route_heads=routed)
+        loss, _ = multi_head_loss(list(out.heatmaps.values()), targets, weights, index, routed=routed)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.process_time() - start)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch 16, CPU seconds per step (median of {args.steps})")
+    print("| input H x W | ViT width x depth | heads | all heads on all samples | own samples only | ratio |")
+    print("|---|---|---|---|---|---|")
+    for h, w, hidden, layers, heads, head_type, channels in CANDIDATES:
+        full = step_seconds(h, w, hidden, layers, heads, head_type, channels, False, args.steps)
+        own = step_seconds(h, w, hidden, layers, heads, head_type, channels, True, args.steps)
+        print(f"| {h} x {w} | {hidden} x {layers} | {head_type} {channels} | {full:.2f} | {own:.2f} | "
+              f"{full / own:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""PoseBH tested the way the paper does: fine-tune a converged multi-head model (docs/mdt_mini.md).
+
+Arms, all from `outputs/mdt_mini/pretrain/final` (configs/mdt_mini/pretrain.yaml) with the same step budget:
+(b) `multihead` multi-head fine-tuning, (d) `posebh` the three PoseBH stages, (m) `merged` dataset merging by
+keypoint name (`data.datasets[*].keypoint_mapping`). Every run is scored on the val splits (every instance, GT-box
+crops, no flip test) per head, plus the cross-skeleton measures of the paper's claim: the coco head on lspe val
+crops and the lspe head on coco_mini val crops, each on the joints both skeletons share (by name).
+
+    python benchmarks/mdt_mini_finetune.py run --arm multihead --seed 0     # train + score -> result.json
+    python benchmarks/mdt_mini_finetune.py score --model outputs/mdt_mini/pretrain/final   # score any model
+    python benchmarks/mdt_mini_finetune.py table                            # -> docs/mdt_mini.md table block
+    python benchmarks/mdt_mini_finetune.py transfer --base DIR --tag posebh --k 5 --seed 0
+    python benchmarks/mdt_mini_finetune.py export-default --run outputs/mdt_mini/finetune/merged_s0   # app/default_model
+
+`transfer` learns the dlc_reaching skeleton (../shared/data/transfer) from the first k training frames with
+`mode: transfer` and scores the 20 test frames with the new head and with the prototypes alone (the pack attached
+to the base model, decoded from its prototype heatmaps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mdt_mini_study import _write_atomic, fmt, machine, mean_std, parse_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "mdt_mini"
+RUNS = ROOT / "outputs" / "mdt_mini" / "finetune"
+PRETRAIN = ROOT / "outputs" / "mdt_mini" / "pretrain" / "final"
+DOC = ROOT / "docs" / "mdt_mini.md"
+TRANSFER = ROOT.parent / "shared" / "data" / "transfer" / "dlc_reaching" / "crops"
+ARMS = ("multihead", "posebh", "merged")
+LABELS = {"pretrain": "pretrained multi-head (start of every arm)", "multihead": "(b) multi-head fine-tuning",
+          "posebh": "(d) PoseBH (3 stages)", "merged": "(m) dataset merging by keypoint name"}
+DATASETS = ("lspe", "coco_mini", "bee", "mirror_mouse", "dlc_openfield")
+CROSS = (("coco_mini", "lspe"), ("lspe", "coco_mini"))  # (head, val crops of)
+BEGIN, END = "<!-- finetune-table:begin -->", "<!-- finetune-table:end -->"
+T_BEGIN, T_END = "<!-- transfer-table:begin -->", "<!-- transfer-table:end -->"
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+def _val_config(model_dir: Path, config: Path = CONFIGS / "finetune_multihead.yaml") -> Any:
+    from posebh_hf.training import load_train_config
+
+    return load_train_config(config, [f"model.init={model_dir}"])
+
+
+def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """`{"<head>@<val set>": metrics}`: a head run (through its own expert) on another skeleton's val crops,
+    scored on the keypoints the two skeletons share by name."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from posebh_hf.codecs import decode_heatmaps
+    from posebh_hf.data.collate import PoseCollator
+    from posebh_hf.skeletons import Skeleton
+    from posebh_hf.training.validation import score_predictions
+
+    by_name = {v.name: v for v in sets}
+    out = {}
+    for head, crops in CROSS:
+        vset = by_name[crops]
+        head_skel = model.config.get_skeleton(head)
+        shared = [n for n in head_skel.keypoint_names if n in vset.skeleton.keypoint_names]
+        h_idx = [head_skel.keypoint_names.index(n) for n in shared]
+        v_idx = [vset.skeleton.keypoint_names.index(n) for n in shared]
+        preds, confs, gts = [], [], []
+        loader = DataLoader(vset.view, batch_size=cfg.eval.batch_size, collate_fn=PoseCollator(vset.skeleton.num_keypoints))
+        with torch.no_grad():
+            for batch in loader:
+                heat = model(batch["pixel_values"], dataset_index=head, heads=[head]).heatmaps[head].float().numpy()
+                coords, conf = decode_heatmaps(heat, vset.decode_mode)
+                preds.append(coords[:, h_idx] * vset.stride[None, None, :])
+                confs.append(conf[:, h_idx])
+                gts.append(batch["keypoints"].numpy()[:, v_idx])
+        # OKS on the shared joints uses the head skeleton's sigmas for them (COCO's for the coco head)
+        shared_skel = Skeleton(name=f"{head}-shared", keypoint_names=tuple(shared),
+                               sigmas=tuple(head_skel.oks_sigmas()[h_idx].tolist()))
+        out[f"{head}@{crops}"] = score_predictions(np.concatenate(preds), np.concatenate(confs),
+                                                   np.concatenate(gts), shared_skel, cfg.eval.pck_threshold)
+        out[f"{head}@{crops}"]["joints"] = float(len(shared))
+    return out
+
+
+def score_model(model_dir: Path) -> dict[str, dict[str, float]]:
+    """Own-head val metrics per dataset and the two cross-skeleton measures of a saved model folder."""
+    import torch
+
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.training.data import load_source
+    from posebh_hf.training.validation import build_validation_sets, validate
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    cfg = _val_config(model_dir)
+    cache = Path(cfg.data.cache_dir)
+    sources = [load_source(spec, "val", cache) for spec in cfg.data.datasets]
+    sets = build_validation_sets(cfg.data.datasets, sources, cfg.data.augment, cfg.eval)
+    model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
+    metrics = parse_metrics(validate(model, sets, cfg.eval))
+    metrics.update(cross_scores(model, cfg, sets))
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------- running
+def run_arm(arm: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
+    import torch
+
+    from posebh_hf.training import Trainer, load_train_config
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    out = RUNS / f"{arm}_s{seed}"
+    cfg = load_train_config(CONFIGS / f"finetune_{arm}.yaml", [f"seed={seed}", f"output_dir={out}", *overrides])
+    t0 = time.perf_counter()
+    result = Trainer(cfg).train()
+    train_s = time.perf_counter() - t0
+    metrics = score_model(Path(result.final_model))
+    data = {"variant": arm, "seed": seed, "metrics": metrics, "train_s": train_s,
+            "total_s": time.perf_counter() - t0, "steps": result.step, "machine": machine(),
+            "logged_val": parse_metrics(result.evaluations[-1] if result.evaluations else {}),
+            "command": " ".join([sys.executable, *sys.argv]), "final_model": str(result.final_model)}
+    _write_atomic(out / "result.json", json.dumps(data, indent=1))
+    return data
+
+
+def load_results() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/result.json"))]
+
+
+def render_table(results: Sequence[dict[str, Any]]) -> str:
+    cols = [*DATASETS, "coco_mini@lspe", "lspe@coco_mini"]
+    lines = ["| arm | seeds | " + " | ".join(f"{c} PCK / AP" for c in cols) + " | mean PCK (5 heads) | wall min/run |",
+             "|---|---|" + "---|" * (len(cols) + 2)]
+    for arm in ("pretrain", *ARMS):
+        runs = [r for r in results if r["variant"] == arm]
+        if not runs:
+            continue
+        cells = []
+        for c in cols:
+            pck = mean_std([r["metrics"].get(c, {}).get("pck") for r in runs])
+            ap = mean_std([r["metrics"].get(c, {}).get("ap") for r in runs])
+            cells.append(f"{fmt(pck)} / {fmt(ap)}")
+        mean = mean_std([float(np.mean([r["metrics"][d]["pck"] for d in DATASETS])) for r in runs])
+        wall = np.mean([r["total_s"] for r in runs]) / 60
+        lines.append(f"| {LABELS[arm]} | {len(runs)} | " + " | ".join(cells) + f" | {fmt(mean)} | {wall:.1f} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- default model
+APP_MODEL = ROOT / "app" / "default_model"
+CARD = ROOT / "hub_cards" / "default_model_card.md"
+HEAD_DATA = {
+    "lspe": "LSPe, 7961 people (`lspe_train_full.json`)",
+    "coco": "coco_mini, 117 people in 40 COCO photos",
+    "bee": "apic.ai bees, 112 crops",
+    "mirror_mouse": "lightning-pose mirror mouse, 56 frames",
+    "dlc_openfield": "DeepLabCut open-field mouse, 71 frames",
+}
+RENAME = {"coco_mini": "coco"}  # `--skeleton coco` on the built-in COCO skeleton's head
+
+
+def rename_datasets(config: Any, renames: dict[str, str]) -> None:
+    """Rename dataset heads in a `PoseBHConfig` (names only: heads are indexed by position)."""
+    config.dataset_names = [renames.get(n, n) for n in config.dataset_names]
+    config.skeletons = {renames.get(n, n): {**sk, "name": renames.get(n, n)} for n, sk in config.skeletons.items()}
+
+
+def export_default(run: Path, out: Path = APP_MODEL) -> Path:
+    """fp16 copy of a fine-tuning run's final model, heads renamed (coco_mini -> coco), `default_skeletons` = coco,
+    with its image processor and card, into `out` (staged beside it, then renamed into place)."""
+    import shutil
+    import tempfile
+
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.processing_posebh import PoseBHImageProcessor
+
+    data = json.loads((run / "result.json").read_text())
+    model = PoseBHForPoseEstimation.from_pretrained(data["final_model"])
+    cfg = model.config
+    rename_datasets(cfg, RENAME)
+    cfg.default_skeletons = ["coco"]
+    height, width = (int(v) for v in cfg.backbone_config.image_size)
+    tmp = Path(tempfile.mkdtemp(prefix=".default_model-", dir=out.parent))
+    try:
+        model.half().save_pretrained(tmp)
+        config_file = tmp / "config.json"
+        conf = json.loads(config_file.read_text())
+        conf["dtype"] = "float32"  # tensors in fp16 on disk, inference in fp32 on any CPU
+        config_file.write_text(json.dumps(conf, indent=2) + "\n")
+        PoseBHImageProcessor(size={"height": height, "width": width},
+                             heatmap_size={"height": height // 4, "width": width // 4}).save_pretrained(tmp)
+        (tmp / "README.md").write_text(render_card(cfg, data, run, tmp, ModelCard, ModelCardData))
+        tmp.chmod(0o755)
+        for file in tmp.iterdir():
+            file.chmod(0o644)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def render_card(cfg: Any, data: dict[str, Any], run: Path, folder: Path, model_card: Any, card_data_cls: Any) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
+        params = sum(int(np.prod(fh.get_slice(k).get_shape())) for k in fh.keys())  # noqa: SIM118
+    metrics = data["metrics"]
+    back = {v: k for k, v in RENAME.items()}
+    rows = []
+    for name in cfg.dataset_names:
+        m = metrics.get(back.get(name, name), {})
+        rows.append({"head": name, "crops": back.get(name, name), "pck": f"{100 * m.get('pck', float('nan')):.1f}",
+                     "ap": f"{100 * m.get('ap', float('nan')):.1f}"})
+    for key in ("coco_mini@lspe", "lspe@coco_mini"):
+        head, crops = key.split("@")
+        m = metrics.get(key, {})
+        rows.append({"head": RENAME.get(head, head), "crops": f"{crops} ({int(m.get('joints', 0))} shared joints)",
+                     "pck": f"{100 * m.get('pck', float('nan')):.1f}", "ap": f"{100 * m.get('ap', float('nan')):.1f}"})
+    pre = json.loads((RUNS / "pretrain" / "result.json").read_text()) if (RUNS / "pretrain" / "result.json").is_file() else {}
+    training = (f"pretrained as a multi-head model (`configs/mdt_mini/pretrain.yaml`, {pre.get('steps', '?')} steps of "
+                f"batch 16, {pre.get('train_s', 0) / 60:.0f} min), then fine-tuned with "
+                f"`configs/mdt_mini/finetune_{data['variant']}.yaml` ({LABELS[data['variant']]}, seed {data['seed']}, "
+                f"{data.get('steps', '?')} steps, {data['train_s'] / 60:.0f} min), the best arm of the comparison by "
+                "mean val PCK (`docs/mdt_mini.md`). All on 2 CPU cores, from random weights (no ImageNet or ViTPose++ "
+                "pretraining exists offline here).")
+    limits = ("- From-scratch ViTs need far more data and compute than 2 CPU cores give: expect misses on unusual "
+              "poses, small people, crowds and occlusion. The coco head learnt face keypoints from 117 people only.\n"
+              "- Top-down: it needs a person box. `posebh predict` without `--box` uses the whole image; the demo "
+              "finds boxes with an offline detector, which misses people.\n"
+              "- The animal heads saw one recording session each (mice) or a few tracks (bees).")
+    heads = [{"index": i, "name": n, "num_keypoints": k, "data": HEAD_DATA.get(n, n)}
+             for i, (n, k) in enumerate(zip(cfg.dataset_names, cfg.num_keypoints, strict=True))]
+    card_data = card_data_cls(library_name="posebh_hf", pipeline_tag="keypoint-detection", license="other",
+                              license_name="research-non-commercial",
+                              tags=["posebh", "vitpose", "pose-estimation", "keypoint-detection", "small"],
+                              datasets=["mdt_mini"])
+    height, width = (int(v) for v in cfg.backbone_config.image_size)
+    values = {"num_layers": cfg.backbone_config.num_hidden_layers, "hidden_size": cfg.backbone_config.hidden_size,
+              "num_parameters": f"{params / 1e6:.2f} M", "file_mb": f"{(folder / 'model.safetensors').stat().st_size / 1e6:.1f}",
+              "image_width": width, "image_height": height, "heatmap_width": width // 4,
+              "heatmap_height": height // 4, "training": training, "heads": heads, "metric_rows": rows,
+              "limits": limits,
+              "extra_parts": (", a keypoint-embedding head and keypoint prototypes "
+                              f"(M = {cfg.num_prototypes}, D = {cfg.embed_dim})" if data["variant"] == "posebh" else "")}
+    return str(model_card.from_template(card_data, template_path=str(CARD), **values)).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- transfer
+def _subset_json(k: int, out: Path) -> Path:
+    data = json.loads((TRANSFER / "dlc_reaching_train.json").read_text())
+    images = sorted(data["images"], key=lambda im: im["file_name"])[:k]
+    keep = {im["id"] for im in images}
+    subset = {**data, "images": images, "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
+    path = out / f"dlc_reaching_train_k{k}.json"
+    _write_atomic(path, json.dumps(subset))
+    return path
+
+
+def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
+    """One transfer run (configs/mdt_mini/transfer_reaching.yaml) from `base` on the first k frames; scores the new
+    head and the prototypes alone on the test frames."""
+    import torch
+
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.training import Trainer, load_train_config
+    from posebh_hf.training.data import load_source
+    from posebh_hf.training.validation import build_validation_sets, score_predictions, validate
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    out = RUNS / "transfer" / f"{tag}_k{k}_s{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    train_json = _subset_json(k, out)
+    cfg = load_train_config(CONFIGS / "transfer_reaching.yaml",
+                            [f"seed={seed}", f"output_dir={out}", f"model.init={base}",
+                             f"data.datasets.0.train={train_json}", f"data.datasets.0.images={TRANSFER}", *overrides])
+    t0 = time.perf_counter()
+    result = Trainer(cfg).train()
+    sources = [load_source(spec, "val", Path(cfg.data.cache_dir or out / "data_cache")) for spec in cfg.data.datasets]
+    sets = build_validation_sets(cfg.data.datasets, sources, cfg.data.augment, cfg.eval)
+    head = parse_metrics(validate(PoseBHForPoseEstimation.from_pretrained(result.final_model), sets, cfg.eval))
+    # prototypes alone: the exported pack attached to the base model, decoded from its prototype heatmaps
+    model = PoseBHForPoseEstimation.from_pretrained(base).eval()
+    model.attach_prototype_pack(str(out / "prototype_pack"))
+    vset = sets[0]
+    name = vset.name
+    from torch.utils.data import DataLoader
+
+    from posebh_hf.codecs import decode_heatmaps
+    from posebh_hf.data.collate import PoseCollator
+
+    preds, confs, gts = [], [], []
+    with torch.no_grad():
+        for batch in DataLoader(vset.view, batch_size=32, collate_fn=PoseCollator(vset.skeleton.num_keypoints)):
+            heat = model(batch["pixel_values"], dataset_index=name, heads=[name]).heatmaps[name].float().numpy()
+            coords, conf = decode_heatmaps(heat, vset.decode_mode)
+            preds.append(coords * vset.stride[None, None, :])
+            confs.append(conf)
+            gts.append(batch["keypoints"].numpy())
+    protos = score_predictions(np.concatenate(preds), np.concatenate(confs), np.concatenate(gts), vset.skeleton,
+                               cfg.eval.pck_threshold)
+    data = {"tag": tag, "k": k, "seed": seed, "base": str(base), "head": head.get(name, {}), "prototypes": protos,
+            "total_s": time.perf_counter() - t0, "machine": machine()}
+    _write_atomic(out / "result.json", json.dumps(data, indent=1))
+    return data
+
+
+def render_transfer() -> str:
+    results = [json.loads(p.read_text()) for p in sorted((RUNS / "transfer").glob("*/result.json"))]
+    lines = ["| k (train frames) | prototypes alone, (d) base | new head, (d) base | new head, (b) base |",
+             "|---|---|---|---|"]
+
+    def cell(k: int, tag: str, part: str) -> str:
+        vals = [r[part].get("pck") for r in results if r["k"] == k and r["tag"] == tag]
+        return fmt(mean_std(vals)) if vals else "–"
+
+    for k in sorted({r["k"] for r in results}):
+        lines.append(f"| {k} | {cell(k, 'posebh', 'prototypes')} | {cell(k, 'posebh', 'head')} | "
+                     f"{cell(k, 'multihead', 'head')} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run", help="fine-tune one arm from the pretrained model and score it")
+    p.add_argument("--arm", choices=ARMS, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("overrides", nargs="*")
+    p = sub.add_parser("score", help="score a model folder (own heads + cross-skeleton), JSON on stdout")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--save-as", help="also store it as <runs>/<name>/result.json (e.g. pretrain)")
+    sub.add_parser("table", help="write the fine-tuning and transfer tables into docs/mdt_mini.md")
+    p = sub.add_parser("transfer", help="one transfer run to dlc_reaching")
+    p.add_argument("--base", type=Path, required=True)
+    p.add_argument("--tag", choices=ARMS, required=True, help="which arm the base model comes from")
+    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("overrides", nargs="*")
+    p = sub.add_parser("export-default", help="a run's final model -> app/default_model (fp16, card)")
+    p.add_argument("--run", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        print(json.dumps(run_arm(args.arm, args.seed, args.overrides)["metrics"], indent=1))
+    elif args.cmd == "score":
+        t0 = time.perf_counter()
+        metrics = score_model(args.model)
+        if args.save_as:
+            data = {"variant": args.save_as, "seed": 0, "metrics": metrics, "train_s": 0.0,
+                    "total_s": time.perf_counter() - t0, "machine": machine(), "final_model": str(args.model)}
+            _write_atomic(RUNS / args.save_as / "result.json", json.dumps(data, indent=1))
+        print(json.dumps(metrics, indent=1))
+    elif args.cmd == "table":
+        tables = {(BEGIN, END): render_table(load_results()), (T_BEGIN, T_END): render_transfer()}
+        text = DOC.read_text()
+        for (begin, end), table in tables.items():
+            block = f"{begin}\n{table}\n{end}"
+            text = (text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+                    if begin in text else text.rstrip("\n") + "\n\n" + block + "\n")
+            print(table)
+        _write_atomic(DOC, text)
+    elif args.cmd == "export-default":
+        print(export_default(args.run))
+    else:
+        print(json.dumps(transfer(args.base, args.k, args.tag, args.seed, args.overrides), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # gloo may abort during interpreter shutdown on CPU (hf_notes §10)
