@@ -37,7 +37,8 @@ $(VENV)/.installed: pyproject.toml $(LOCK_ALL)
 	$(call install_lock,$(LOCK_ALL))
 	touch $@ $(VENV)/.installed-app
 
-# The app's lock (`.[app]` only): what the demo needs.
+# The app's lock (`.[app,eval]`): what the demo needs (`posebh`'s parser imports the evaluate verb, which needs
+# pycocotools); no training, test, lint, browser, ONNX or viz packages.
 $(VENV)/.installed-app: pyproject.toml $(LOCK_APP)
 	$(call install_lock,$(LOCK_APP))
 	touch $@
@@ -79,7 +80,7 @@ $(UV):
 lock: $(UV)
 	mkdir -p $(LOCK_OUT)
 	$(UV_COMPILE) --extra all -o $(LOCK_OUT)/all.txt
-	$(UV_COMPILE) --extra app -o $(LOCK_OUT)/app.txt
+	$(UV_COMPILE) --extra app --extra eval -o $(LOCK_OUT)/app.txt
 	@if grep -qE '^(nvidia-|triton==)' $(LOCK_OUT)/all.txt $(LOCK_OUT)/app.txt; then \
 	  echo "lock: resolved the CUDA build of torch (nvidia-*/triton in the lock); run with TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu or TORCH_WHEELS=DIR holding the CPU wheel" >&2; exit 1; fi
 

@@ -90,8 +90,9 @@ def _quadruped(rng: np.random.Generator) -> np.ndarray:
     tail_tip = _limb(tail_base, u(110, 250), u(0.18, 0.26))
     points = [nose, head, neck, withers, tail_base, tail_tip]
     for shoulder in (withers + [-0.02, 0.08], tail_base + [0.04, 0.08]):
-        for offset in (0.03, -0.03):  # left (near) leg first, then right (far)
-            knee = _limb(shoulder + [offset, 0.0], u(70, 110), 0.17)
+        swing = u(75, 105)  # the pair moves together, so its two legs stay apart
+        for offset in (0.05, -0.05):  # left (near) leg first, then right (far)
+            knee = _limb(shoulder + [offset, 0.0], swing + u(-12, 12), 0.17)
             points += [knee, _limb(knee, u(80, 100), 0.16)]
     return np.stack(points)
 
