@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from posebh_hf.skeletons import Skeleton
 from posebh_hf.training.config import ConfigError, load_train_config
 from posebh_hf.training.launch import parse_args
 
+PROGRESS = re.compile(r"\d+%\|")  # tqdm bars (transformers' "Loading weights") are not messages
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 SECRET = b"TOP SECRET, must never be embedded"
 MOUSE = Skeleton.from_dict({"name": "mouse4", "keypoints": ["snout", "left_ear", "right_ear", "tail_base"],
@@ -44,7 +46,8 @@ def run_cli(argv: list[str], cwd: Path | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or Path.cwd()):
         code = main(argv)
-    lines = [line for line in err.getvalue().splitlines() if line.strip() and "Warning" not in line]
+    lines = [line for line in err.getvalue().splitlines()
+             if line.strip() and "Warning" not in line and not PROGRESS.search(line)]
     return code, out.getvalue(), "\n".join(lines)
 
 
@@ -278,7 +281,11 @@ def test_written_folders_get_ordinary_permissions(model_and_pack: tuple[Path, Pa
     finally:
         os.umask(old)
     assert code == 0
-    assert (tmp_path / "new" / "out").stat().st_mode & 0o777 == 0o755
+    out = tmp_path / "new" / "out"
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == dict.fromkeys(  # model.safetensors: 0600
+        ["config.json", "model.safetensors"] if verb == "attach" else
+        ["README.md", "prototype_config.json", "prototypes.safetensors"], 0o644)
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["out"]
 
 
@@ -320,6 +327,8 @@ def test_permission_denied_is_one_line(model_and_pack: tuple[Path, Path]) -> Non
     try:
         shared.chmod(0o755)
         inputs = tuple(Path(shutil.copytree(p, shared / p.name)) for p in model_and_pack)
+        for path in shared.rglob("*"):  # some writers create 0600 files; the other user must read the inputs
+            path.chmod(0o755 if path.is_dir() else 0o644)
         locked = shared / "locked"
         locked.mkdir()
         locked.chmod(0o555)

@@ -54,9 +54,9 @@ def _write_failure(path: str | os.PathLike[str], err: BaseException) -> WriteErr
         return err if err.path == os.fspath(path) else WriteError(path, err.reason, err.errno)
     if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
         return WriteError(path, os.strerror(err.errno).lower(), err.errno)
-    # safetensors reports I/O problems as its own exception type ("... Os { code: 28, ... }")
+    # safetensors reports I/O problems as its own exception type ("I/O error: ... (os error 28)")
     if type(err).__name__ == "SafetensorError":
-        found = re.search(r"code: (\d+)", str(err))
+        found = re.search(r"(?:os error |code: )(\d+)", str(err))
         code = int(found.group(1)) if found else None
         if code in _WRITE_ERRNOS or "StorageFull" in str(err):
             return WriteError(path, os.strerror(code or errno.ENOSPC).lower(), code or errno.ENOSPC)
@@ -140,8 +140,9 @@ def write_folder_atomically(target: str | os.PathLike[str], write: Callable[[Pat
 
     `target` must not exist, or be an empty folder, or `overwrite` must be set (its old content is replaced only
     once the new one is complete). Any failure removes the staging folder and leaves `target` as it was; file-system
-    failures (full disk, permissions) are raised as `WriteError` naming `target`. Folders get the usual umask
-    permissions (0755 under umask 022). Staging folders of killed earlier writes are removed first.
+    failures (full disk, permissions) are raised as `WriteError` naming `target`. Folders and files get the usual
+    umask permissions (0755 / 0644 under umask 022), whatever mode the writer used. Staging folders of killed
+    earlier writes are removed first.
     """
     target = Path(target)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
@@ -157,7 +158,9 @@ def write_folder_atomically(target: str | os.PathLike[str], write: Callable[[Pat
     staging = target.parent / f".{target.name}.partial-{tag}"
     try:
         staging.mkdir()
+        folder_mode = staging.stat().st_mode & 0o777  # 0o777 & ~umask
         write(staging)
+        _ordinary_permissions(staging, folder_mode)
         _swap_in(staging, target, target.parent / f".{target.name}.old-{tag}")
     except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
@@ -166,6 +169,19 @@ def write_folder_atomically(target: str | os.PathLike[str], write: Callable[[Pat
             raise failure from None
         raise
     return target
+
+
+def _ordinary_permissions(folder: Path, folder_mode: int) -> None:
+    """Give what a writer created with private modes (safetensors and mkdtemp use 0600 / 0700) the modes of
+    ordinary files and folders under the current umask; executable files stay executable."""
+    file_mode = folder_mode & 0o666
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), folder_mode)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, folder_mode if os.stat(path).st_mode & 0o100 else file_mode)
 
 
 def _swap_in(ready: Path, target: Path, trash: Path) -> None:
