@@ -56,14 +56,15 @@ def instance_spec_for(name: str | None, skeleton: Skeleton, augment: AugmentConf
     """The spec for a corpus (its source format or dataset name), adapted to what ``skeleton`` supports.
 
     Unknown names (custom corpora) get the COCO defaults. Flip is turned off for skeletons without flip pairs
-    (a mirrored single hand or a two-view mirror rig is not a left/right swap), half-body for skeletons without
+    (a mirrored single hand or a two-view mirror rig is not a left/right swap) and for skeletons whose `flip_test`
+    forbids mirroring, half-body for skeletons without
     upper-body ids (the split would be meaningless). An explicit ``augment`` replaces the preset's numbers, an
     explicit ``box_source`` the preset's.
     """
     key = (name or "").replace("-", "_")
     spec = _EXTRA_PRESETS.get(key) or InstanceSpec(DATASET_AUGMENT.get(key, AugmentConfig()))
     config = augment or spec.augment
-    if not skeleton.flip_pairs and config.flip_prob > 0:
+    if (not skeleton.flip_pairs or not skeleton.allows_flip) and config.flip_prob > 0:
         config = replace(config, flip_prob=0.0)
     if not skeleton.upper_body_ids and config.half_body:
         config = replace(config, half_body=False)
