@@ -162,6 +162,7 @@ def test_a_killed_build_leaves_the_target_and_its_staging_is_cleaned(corpus: Pat
     out = corpus / "out"
     build_dataset("coco-custom", ann, corpus / "images", out, progress=False)
     before = listing(out)
+    writing = corpus / "child-is-writing"
     pid = os.fork()
     if pid == 0:  # child: a build that stalls after its first image, to be killed there
         try:
@@ -171,6 +172,7 @@ def test_a_killed_build_leaves_the_target_and_its_staging_is_cleaned(corpus: Pat
 
             def slow_row(*args, **kwargs):
                 row = original(*args, **kwargs)
+                writing.touch()  # killed only here: not while it holds a lock shared with the parent (tqdm's)
                 time.sleep(60)
                 return row
 
@@ -179,7 +181,7 @@ def test_a_killed_build_leaves_the_target_and_its_staging_is_cleaned(corpus: Pat
         finally:
             os._exit(1)
     deadline = time.monotonic() + 300  # generous: the child may wait for a CPU on a loaded machine
-    while not list(corpus.glob(".out.partial-*")) and time.monotonic() < deadline:
+    while not writing.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)

@@ -71,7 +71,7 @@ def test_unknown_keys_fail_with_a_suggestion(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("override", "message"), [
     ("schedule.epochs=abc", "schedule.epochs: expected an integer"),
-    ("optimizer.lr=-1", "optimizer.lr must be > 0"),
+    ("optimizer.lr=-1", r"optimizer.lr must be a finite number > 0, got -1.0"),
     ("mode=foo", "mode must be one of"),
     ("schedule.css_start_epoch=later", "css_start_epoch must be an epoch number, null or 'never'"),
     ("schedule", "must look like key.sub=value"),
