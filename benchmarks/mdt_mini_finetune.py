@@ -130,6 +130,20 @@ def run_arm(arm: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
     return data
 
 
+def run_length(metrics_file: Path) -> tuple[int, float]:
+    """(optimizer steps, training seconds) of a finished run from its metrics.jsonl (logged mean step times)."""
+    if not metrics_file.is_file():
+        return 0, 0.0
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    train = [r for r in records if r.get("type") == "train" and "time/step_s" in r]
+    steps, seconds, last = 0, 0.0, 0
+    for r in train:
+        step = int(r["step"])
+        seconds += float(r["time/step_s"]) * (step - last)
+        steps, last = step, step
+    return steps, seconds
+
+
 def load_results() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/result.json"))]
 
@@ -173,7 +187,8 @@ def rename_datasets(config: Any, renames: dict[str, str]) -> None:
 
 
 def export_default(run: Path, out: Path = APP_MODEL) -> Path:
-    """fp16 copy of a fine-tuning run's final model, heads renamed (coco_mini -> coco), `default_skeletons` = coco,
+    """fp16 copy of a fine-tuning run's final model, heads renamed (coco_mini -> coco), `default_skeletons` = the
+    two human heads,
     with its image processor and card, into `out` (staged beside it, then renamed into place)."""
     import shutil
     import tempfile
@@ -187,7 +202,7 @@ def export_default(run: Path, out: Path = APP_MODEL) -> Path:
     model = PoseBHForPoseEstimation.from_pretrained(data["final_model"])
     cfg = model.config
     rename_datasets(cfg, RENAME)
-    cfg.default_skeletons = ["coco"]
+    cfg.default_skeletons = ["lspe", "coco"]  # the two human heads; lspe is the stronger one (8k people)
     height, width = (int(v) for v in cfg.backbone_config.image_size)
     tmp = Path(tempfile.mkdtemp(prefix=".default_model-", dir=out.parent))
     try:
@@ -356,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         metrics = score_model(args.model)
         if args.save_as:
-            data = {"variant": args.save_as, "seed": 0, "metrics": metrics, "train_s": 0.0,
+            steps, train_s = run_length(args.model.parent / "metrics.jsonl")
+            data = {"variant": args.save_as, "seed": 0, "metrics": metrics, "train_s": train_s, "steps": steps,
                     "total_s": time.perf_counter() - t0, "machine": machine(), "final_model": str(args.model)}
             _write_atomic(RUNS / args.save_as / "result.json", json.dumps(data, indent=1))
         print(json.dumps(metrics, indent=1))
