@@ -157,7 +157,8 @@ def test_launches_that_cannot_train_as_configured_stop_with_one_line(tmp_path: P
     proc = subprocess.run(command, cwd=REPO, env=_env(cpu), capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     lines = [line.split("]: ", 1)[-1] for line in proc.stderr.splitlines() if "error: " in line]
-    assert len(lines) == 2 and all(line.startswith(message) for line in lines), proc.stderr[-4000:]  # per process
+    # one line per process that gets there (the launcher may stop the second rank once the first has exited)
+    assert 1 <= len(lines) <= 2 and all(line.startswith(message) for line in lines), proc.stderr[-4000:]
     assert not (out / "metrics.jsonl").exists() and not (out / "checkpoints").exists()
 
 

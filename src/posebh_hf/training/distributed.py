@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .config import ConfigError
 
-__all__ = ["DistributedLaunchError", "ShardingReport", "check_launch", "describe_sharding", "enable_fsdp2_on_cpu",
+__all__ = ["DistributedLaunchError", "ShardingReport", "check_fsdp_version_on_cpu", "check_launch", "describe_sharding", "enable_fsdp2_on_cpu",
            "fsdp_prepare_compat", "fsdp_requested", "full_tensor", "is_fsdp", "launch_kind", "prepare_launch", "sync_batchnorm_stats"]
 
 _CPU_HINT = ("on a machine without a GPU set ACCELERATE_USE_CPU=1 in the environment (accelerate's `use_cpu: true` "
@@ -79,6 +79,18 @@ def check_launch(accelerator: Accelerator) -> None:
             f"process would train its own copy into the same output_dir; {hint}")
 
 
+def check_fsdp_version_on_cpu() -> None:
+    """Refuse FSDP1 without a GPU in one line. Called before the Accelerator is built too: Accelerate's FSDP1
+    plugin raises its own traceback ("no available devices found") when it is constructed on a CPU machine."""
+    if not fsdp_requested() or torch.cuda.is_available():
+        return
+    version = os.environ.get("FSDP_VERSION", "1").strip()
+    if version != "2":
+        raise DistributedLaunchError(f"FSDP version {version} cannot run on CPU (FSDP1 needs CUDA); launch with "
+                                     f"--fsdp_version 2 (fsdp_config.fsdp_version: 2), e.g. configs/accelerate/"
+                                     f"fsdp2_cpu.yaml")
+
+
 def enable_fsdp2_on_cpu(accelerator: Accelerator, mixed_precision: str) -> bool:
     """Switch a multi-CPU (gloo) Accelerate state to FSDP2 when FSDP was asked for; True when switched.
 
@@ -90,11 +102,7 @@ def enable_fsdp2_on_cpu(accelerator: Accelerator, mixed_precision: str) -> bool:
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    version = os.environ.get("FSDP_VERSION", "1").strip()
-    if version != "2":
-        raise DistributedLaunchError(f"FSDP version {version} cannot run on CPU (FSDP1 needs CUDA); launch with "
-                                     f"--fsdp_version 2 (fsdp_config.fsdp_version: 2), e.g. configs/accelerate/"
-                                     f"fsdp2_cpu.yaml")
+    check_fsdp_version_on_cpu()
     if _env_flag("FSDP_OFFLOAD_PARAMS"):
         raise DistributedLaunchError("fsdp_offload_params=true on CPU: the parameters already live in CPU memory; "
                                      "set fsdp_offload_params: false")

@@ -35,6 +35,7 @@ from ..modeling import PoseBHForPoseEstimation
 from .config import ConfigError, TrainConfig
 from .data import TrainData, build_train_data, load_source
 from .distributed import (
+    check_fsdp_version_on_cpu,
     describe_sharding,
     fsdp_prepare_compat,
     full_tensor,
@@ -87,6 +88,7 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
                               "log_with": list(cfg.logging.trackers) or None}
     if cfg.mixed_precision is not None:
         kwargs["mixed_precision"] = cfg.mixed_precision
+    check_fsdp_version_on_cpu()
     return Accelerator(**kwargs)
 
 
