@@ -11,6 +11,11 @@ from .trainer import NonFiniteLossError, Trainer, TrainResult
 
 __all__ = ["main", "parse_args"]
 
+# The finished trainer stays referenced until the entry point's os._exit: destroying its DDP reducer destroys the gloo
+# process group, whose destructor can wait forever for a peer process that has already exited (seen as a hung rank 0
+# after a 2-process CPU run; hf_notes §10).
+_FINISHED: list[Trainer] = []
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -29,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_train_config(args.config, args.overrides)
-        result: TrainResult = Trainer(cfg).train(resume=args.resume)
+        trainer = Trainer(cfg)
+        _FINISHED.append(trainer)
+        result: TrainResult = trainer.train(resume=args.resume)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
