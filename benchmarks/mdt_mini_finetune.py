@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mdt_mini_study import _write_atomic, fmt, machine, mean_std, parse_metrics
+from mdt_mini_study import _tensor_shapes, _write_atomic, fmt, machine, mean_std, parse_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "mdt_mini"
@@ -188,13 +188,10 @@ def rename_datasets(config: Any, renames: dict[str, str]) -> None:
 
 def export_default(run: Path, out: Path = APP_MODEL) -> Path:
     """fp16 copy of a fine-tuning run's final model, heads renamed (coco_mini -> coco), `default_skeletons` = the
-    two human heads,
-    with its image processor and card, into `out` (staged beside it, then renamed into place)."""
-    import shutil
-    import tempfile
-
+    two human heads, with its image processor and card, into `out` (through the project's staged folder writer)."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from posebh_hf.atomic_files import write_folder_atomically
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.processing_posebh import PoseBHImageProcessor
 
@@ -204,32 +201,22 @@ def export_default(run: Path, out: Path = APP_MODEL) -> Path:
     rename_datasets(cfg, RENAME)
     cfg.default_skeletons = ["lspe", "coco"]  # the two human heads; lspe is the stronger one (8k people)
     height, width = (int(v) for v in cfg.backbone_config.image_size)
-    tmp = Path(tempfile.mkdtemp(prefix=".default_model-", dir=out.parent))
-    try:
-        model.half().save_pretrained(tmp)
-        config_file = tmp / "config.json"
+
+    def write(folder: Path) -> None:
+        model.half().save_pretrained(folder)
+        config_file = folder / "config.json"
         conf = json.loads(config_file.read_text())
         conf["dtype"] = "float32"  # tensors in fp16 on disk, inference in fp32 on any CPU
         config_file.write_text(json.dumps(conf, indent=2) + "\n")
         PoseBHImageProcessor(size={"height": height, "width": width},
-                             heatmap_size={"height": height // 4, "width": width // 4}).save_pretrained(tmp)
-        (tmp / "README.md").write_text(render_card(cfg, data, run, tmp, ModelCard, ModelCardData))
-        tmp.chmod(0o755)
-        for file in tmp.iterdir():
-            file.chmod(0o644)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+                             heatmap_size={"height": height // 4, "width": width // 4}).save_pretrained(folder)
+        (folder / "README.md").write_text(render_card(cfg, data, folder, ModelCard, ModelCardData))
+
+    return write_folder_atomically(out, write, overwrite=True)
 
 
-def render_card(cfg: Any, data: dict[str, Any], run: Path, folder: Path, model_card: Any, card_data_cls: Any) -> str:
-    from safetensors import safe_open
-
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
-        params = sum(int(np.prod(fh.get_slice(k).get_shape())) for k in fh.keys())  # noqa: SIM118
+def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, card_data_cls: Any) -> str:
+    params = sum(int(np.prod(shape)) for shape in _tensor_shapes(folder / "model.safetensors"))
     metrics = data["metrics"]
     back = {v: k for k, v in RENAME.items()}
     rows = []
