@@ -53,14 +53,30 @@ def _val_config(model_dir: Path, config: Path = CONFIGS / "finetune_multihead.ya
     return load_train_config(config, [f"model.init={model_dir}"])
 
 
-def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[str, float]]:
-    """`{"<head>@<val set>": metrics}`: a head run (through its own expert) on another skeleton's val crops,
-    scored on the keypoints the two skeletons share by name."""
+def predict_head(model: Any, vset: Any, head: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head `head` (through its own expert) on every crop of a validation view: predictions [N, K_head, 2] in crop
+    pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3]."""
     import torch
     from torch.utils.data import DataLoader
 
     from posebh_hf.codecs import decode_heatmaps
     from posebh_hf.data.collate import PoseCollator
+
+    preds, confs, gts = [], [], []
+    loader = DataLoader(vset.view, batch_size=batch_size, collate_fn=PoseCollator(vset.skeleton.num_keypoints))
+    with torch.no_grad():
+        for batch in loader:
+            heat = model(batch["pixel_values"], dataset_index=head, heads=[head]).heatmaps[head].float().numpy()
+            coords, conf = decode_heatmaps(heat, vset.decode_mode)
+            preds.append(coords * vset.stride[None, None, :])
+            confs.append(conf)
+            gts.append(batch["keypoints"].numpy())
+    return np.concatenate(preds), np.concatenate(confs), np.concatenate(gts)
+
+
+def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """`{"<head>@<val set>": metrics}`: a head run (through its own expert) on another skeleton's val crops,
+    scored on the keypoints the two skeletons share by name."""
     from posebh_hf.skeletons import Skeleton
     from posebh_hf.training.validation import score_predictions
 
@@ -72,20 +88,12 @@ def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[st
         shared = [n for n in head_skel.keypoint_names if n in vset.skeleton.keypoint_names]
         h_idx = [head_skel.keypoint_names.index(n) for n in shared]
         v_idx = [vset.skeleton.keypoint_names.index(n) for n in shared]
-        preds, confs, gts = [], [], []
-        loader = DataLoader(vset.view, batch_size=cfg.eval.batch_size, collate_fn=PoseCollator(vset.skeleton.num_keypoints))
-        with torch.no_grad():
-            for batch in loader:
-                heat = model(batch["pixel_values"], dataset_index=head, heads=[head]).heatmaps[head].float().numpy()
-                coords, conf = decode_heatmaps(heat, vset.decode_mode)
-                preds.append(coords[:, h_idx] * vset.stride[None, None, :])
-                confs.append(conf[:, h_idx])
-                gts.append(batch["keypoints"].numpy()[:, v_idx])
+        pred, conf, gt = predict_head(model, vset, head, cfg.eval.batch_size)
         # OKS on the shared joints uses the head skeleton's sigmas for them (COCO's for the coco head)
         shared_skel = Skeleton(name=f"{head}-shared", keypoint_names=tuple(shared),
                                sigmas=tuple(head_skel.oks_sigmas()[h_idx].tolist()))
-        out[f"{head}@{crops}"] = score_predictions(np.concatenate(preds), np.concatenate(confs),
-                                                   np.concatenate(gts), shared_skel, cfg.eval.pck_threshold)
+        out[f"{head}@{crops}"] = score_predictions(pred[:, h_idx], conf[:, h_idx], gt[:, v_idx], shared_skel,
+                                                   cfg.eval.pck_threshold)
         out[f"{head}@{crops}"]["joints"] = float(len(shared))
     return out
 
@@ -295,23 +303,9 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str]) 
     model = PoseBHForPoseEstimation.from_pretrained(base).eval()
     model.attach_prototype_pack(str(out / "prototype_pack"))
     vset = sets[0]
-    name = vset.name
-    from torch.utils.data import DataLoader
-
-    from posebh_hf.codecs import decode_heatmaps
-    from posebh_hf.data.collate import PoseCollator
-
-    preds, confs, gts = [], [], []
-    with torch.no_grad():
-        for batch in DataLoader(vset.view, batch_size=32, collate_fn=PoseCollator(vset.skeleton.num_keypoints)):
-            heat = model(batch["pixel_values"], dataset_index=name, heads=[name]).heatmaps[name].float().numpy()
-            coords, conf = decode_heatmaps(heat, vset.decode_mode)
-            preds.append(coords * vset.stride[None, None, :])
-            confs.append(conf)
-            gts.append(batch["keypoints"].numpy())
-    protos = score_predictions(np.concatenate(preds), np.concatenate(confs), np.concatenate(gts), vset.skeleton,
-                               cfg.eval.pck_threshold)
-    data = {"tag": tag, "k": k, "seed": seed, "base": str(base), "head": head.get(name, {}), "prototypes": protos,
+    pred, conf, gt = predict_head(model, vset, vset.name, 32)
+    protos = score_predictions(pred, conf, gt, vset.skeleton, cfg.eval.pck_threshold)
+    data = {"tag": tag, "k": k, "seed": seed, "base": str(base), "head": head.get(vset.name, {}), "prototypes": protos,
             "total_s": time.perf_counter() - t0, "machine": machine()}
     _write_atomic(out / "result.json", json.dumps(data, indent=1))
     return data
