@@ -17,7 +17,10 @@ import numpy as np
 # Limits keep one request's memory bounded: a 4096 x 4096 RGB image is 48 MiB as uint8, and the queue
 # runs at most `concurrency_limit` requests at a time (see app.py).
 MAX_FILE_BYTES = 20 * 1024 * 1024
-MAX_PIXELS = 4096 * 4096
+# The package's limits (posebh_hf.images: MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE), repeated here so that this module
+# imports without torch; tests/test_app_inputs.py checks they are equal, so `posebh predict` and the demo accept and
+# refuse the same images with the same message. A 64 MP RGB image is 192 MiB as uint8.
+MAX_PIXELS = 64_000_000
 MIN_SIDE = 8
 MAX_BOXES = 20
 # Boxes narrower/shorter than this (pixels) are almost certainly misclicks, not people.
@@ -69,13 +72,9 @@ def load_image(path: str | os.PathLike[str], *, max_bytes: int | None = None,
     try:
         rgb = read_image(path, max_pixels=max_pixels, name=name)
     except ImageReadError as err:
-        if err.kind == "too_large" and err.width is not None and err.height is not None:
-            width, height = err.width, err.height
-            raise InputError(f"The image {name!r} is {width} x {height} pixels ({width * height / 1e6:.3g} MP); "
-                             f"the limit is {max_pixels / 1e6:.3g} MP. Please downscale it.") from None
-        if err.kind == "too_large":  # Pillow refuses > 2x its own limit already in open()
-            raise InputError(f"The image {name!r} has far more pixels than the limit of {max_pixels / 1e6:.3g} MP. "
-                             "Please downscale it.") from None
+        if err.kind in ("too_large", "too_small"):  # the package's sentence, as `posebh predict` prints it
+            message = str(err)
+            raise InputError(f"{message[0].upper()}{message[1:]}.") from None
         if err.kind == "not_image":
             raise InputError(f"The file {name!r} is not an image this demo can read (PNG, JPEG, WebP, BMP, ...)."
                              ) from None
@@ -83,8 +82,8 @@ def load_image(path: str | os.PathLike[str], *, max_bytes: int | None = None,
             raise InputError(f"The upload {name!r} is missing on the server; please upload it again.") from None
         raise InputError(f"The image {name!r} could not be decoded; it looks corrupt or truncated ({err}).") from None
     height, width = rgb.shape[:2]
-    if min(width, height) < MIN_SIDE:
-        raise InputError(f"The image {name!r} is {width} x {height} pixels; both sides must be at least {MIN_SIDE}.")
+    if min(width, height) < MIN_SIDE:  # only when max_pixels/limits are patched apart from the package's
+        raise InputError(f"Image {name!r} is {width} x {height} pixels; both sides must be at least {MIN_SIDE}.")
     return LoadedImage(rgb=rgb, name=name)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from demo_inputs import MAX_BOXES, InputError, LoadedImage
 
 from posebh_hf.pipeline import results_to_json
-from posebh_hf.visualize import draw_instances
+from posebh_hf.visualize import check_score_threshold, draw_instances
 
 # Overlays are drawn on a copy whose long side is at most this (the JSON keeps full-resolution coordinates):
 # a browser shows no more, and it bounds the memory of one response.
@@ -106,8 +106,10 @@ def draw_overlays(pipe, image: LoadedImage, results: list[dict], boxes: list[lis
 def run_prediction(pipe, image: LoadedImage, boxes: list[list[float]], skeletons: list[str], *, flip: bool,
                    threshold: float) -> Prediction:
     """Keypoints for every box and skeleton, drawn and serialised (the JSON schema of `posebh predict`)."""
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise InputError(f"The score threshold must be within [0, 1]; got {threshold}.")
+    try:
+        threshold = check_score_threshold(threshold)
+    except ValueError as err:  # the sentence `posebh predict --threshold` gives
+        raise InputError(f"{str(err)[0].upper()}{str(err)[1:]}.") from None
     start = time.perf_counter()
     with MODEL_LOCK:
         results = pipe(image.rgb, boxes=boxes, skeletons=skeletons, flip=bool(flip))

@@ -324,6 +324,45 @@ def test_full_disk_leaves_the_target_as_it_was(model_and_pack: tuple[Path, Path]
         assert listing(disk) == {"out": None, "out/old.txt": b"previous content"}
 
 
+@pytest.fixture(scope="module")
+def official_pth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_conversion import make_official_state_dict  # the tiny official-layout checkpoint of those tests
+
+    path = tmp_path_factory.mktemp("official") / "tiny.pth"
+    torch.save(make_official_state_dict(), path)
+    return path
+
+
+def convert_argv(pth: Path, out: Path, *extra: str) -> list[str]:
+    return ["convert", "official", "--src", str(pth), "--dst", str(out), "--variant", "tiny", *extra]
+
+
+def test_converted_folders_get_ordinary_permissions(official_pth: Path, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        code, _, err = run_cli(convert_argv(official_pth, tmp_path / "new" / "out"))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    out = tmp_path / "new" / "out"
+    assert out.stat().st_mode & 0o777 == 0o755  # was 0700 (mkdtemp), model.safetensors 0600
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == dict.fromkeys(
+        ["config.json", "model.safetensors"], 0o644)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["out"]
+
+
+def test_convert_onto_a_full_disk_is_one_line_and_leaves_nothing(official_pth: Path, tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        code, _, err = run_cli(convert_argv(official_pth, disk / "out"))
+        assert code == 2 and one_line(err) == f"posebh convert: error: cannot write {disk / 'out'}: no space left on device"
+        assert list(disk.iterdir()) == []
+        (disk / "out").mkdir()
+        (disk / "out" / "old.txt").write_text("previous content")
+        code, _, err = run_cli(convert_argv(official_pth, disk / "out", "--overwrite"))
+        assert code == 2 and "no space left on device" in one_line(err)
+        assert listing(disk) == {"out": None, "out/old.txt": b"previous content"}
+
+
 def test_permission_denied_is_one_line(model_and_pack: tuple[Path, Path]) -> None:
     shared = Path(tempfile.mkdtemp(prefix="posebh-perm-"))  # readable by the unprivileged user below
     try:

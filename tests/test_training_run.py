@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,13 @@ def test_run_passes_all_stages_and_saves_everything(crops: Path, cache: Path, tm
     final = result.final_model
     assert final is not None and {"config.json", "model.safetensors", "README.md",
                                   "preprocessor_config.json"} <= {p.name for p in final.iterdir()}
+    # written whole through the one model-folder writer: ordinary permissions (was mkdtemp's 0700), no staging left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert final.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert {p.name: p.stat().st_mode & 0o777 for p in final.iterdir()} == dict.fromkeys(
+        [p.name for p in final.iterdir()], 0o666 & ~umask)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
     processor = PoseBHImageProcessor.from_pretrained(final)
     assert processor.input_size == (48, 64) and processor.heatmap_size == {"height": 16, "width": 12}
     model = PoseBHForPoseEstimation.from_pretrained(final)
@@ -143,3 +152,49 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops(crops: Path, cache: Path
     params = {k: v for k, v in trainer.unwrapped.named_parameters()}
     assert all(torch.isfinite(p).all() for p in params.values())
     assert torch.isfinite(trainer.unwrapped.keypoint_prototypes.prototypes).all()
+
+
+class _Planted:
+    """A pickle that would run code when unpickled (the RNG file of a malicious checkpoint)."""
+
+    def __reduce__(self):
+        return (print, ("planted code ran",))
+
+
+@pytest.mark.parametrize("damage", ["truncated_rng", "planted_rng", "missing_rng", "truncated_optimizer",
+                                    "bad_state"])
+def test_resume_refuses_a_checkpoint_it_cannot_fully_read(crops: Path, cache: Path, tmp_path: Path,
+                                                          damage: str, capsys: pytest.CaptureFixture) -> None:
+    import pickle
+
+    from posebh_hf.training.config import ConfigError
+
+    part = tmp_path / "part"
+    _run(tiny_overrides(crops, cache, part, "eval.at_end=false", "max_steps=3"))
+    ckpt = part / "checkpoints" / "step_3"
+    rng, optimizer = ckpt / "random_states_0.pkl", ckpt / "optimizer.bin"
+    if damage == "truncated_rng":
+        rng.write_bytes(rng.read_bytes()[: rng.stat().st_size // 2])
+    elif damage == "planted_rng":
+        rng.write_bytes(pickle.dumps(_Planted()))
+    elif damage == "missing_rng":
+        rng.unlink()
+    elif damage == "truncated_optimizer":
+        optimizer.write_bytes(optimizer.read_bytes()[:100])
+    else:
+        state = json.loads((ckpt / "training_state.json").read_text())
+        (ckpt / "training_state.json").write_text(json.dumps({**state, "step": "three"}))
+    expected = {"truncated_rng": "random-generator state random_states_0.pkl cannot be read",
+                "planted_rng": "random-generator state random_states_0.pkl cannot be read",
+                "missing_rng": "random-generator state random_states_0.pkl is missing",
+                "truncated_optimizer": "optimizer state optimizer.bin cannot be read",
+                "bad_state": "field 'step' must be a non-negative integer, got 'three'"}[damage]
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        _run(tiny_overrides(crops, cache, part, "eval.at_end=false"), resume="latest")
+    assert "planted code ran" not in capsys.readouterr().out
+    if damage.endswith("_rng"):  # the explicit way through: resumed, with a warning that says what was lost
+        resumed = _run(tiny_overrides(crops, cache, part, "eval.at_end=false", "checkpoint.allow_lost_rng=true"),
+                       resume="latest")
+        assert resumed.step == 6
+        err = capsys.readouterr().err
+        assert "resuming with freshly seeded generators" in err and "planted code ran" not in err

@@ -21,16 +21,21 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageReadError", "load_image", "to_rgb8"]
+__all__ = ["MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "ImageReadError", "check_image_size", "load_image", "to_rgb8"]
 
 # Images above this many pixels are refused before decoding (PIL itself warns above ~89 MP).
+# The same limits hold for `posebh predict`, the pipeline given a path or bytes, and the demo (issue: the CLI and
+# the demo accept and refuse the same inputs, with the same message).
 MAX_IMAGE_PIXELS = 64_000_000
+# Smaller images hold no pose a top-down model can see; they are refused rather than upsampled silently.
+MIN_IMAGE_SIDE = 8
 _ORIENTATION = 0x0112
 # EXIF orientation -> the transpose that shows the image upright (the table of PIL.ImageOps.exif_transpose)
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -39,8 +44,8 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 
 
 class ImageReadError(ValueError):
-    """An image that cannot be used. ``kind``: "missing", "too_large", "not_image" or "corrupt"; ``width`` and
-    ``height`` are set for "too_large"."""
+    """An image that cannot be used. ``kind``: "missing", "too_large", "too_small", "not_image" or "corrupt";
+    ``width`` and ``height`` are set for "too_small" and for "too_large" when the header was read."""
 
     def __init__(self, message: str, kind: str, width: int | None = None, height: int | None = None) -> None:
         super().__init__(message)
@@ -106,6 +111,17 @@ def _decode_16bit_colour(data: bytes) -> np.ndarray | None:
     return _scale_16bit(array[:, :, 2::-1])  # BGR(A) -> RGB
 
 
+def check_image_size(width: int, height: int, *, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse images outside [MIN_IMAGE_SIDE, max_pixels] with the message every entry point shows."""
+    if width * height > max_pixels:
+        raise ImageReadError(f"image {name!r} is {width} x {height} pixels ({width * height / 1e6:.3g} MP); the limit "
+                             f"is {max_pixels / 1e6:.3g} MP (a possible decompression bomb): downscale it",
+                             "too_large", width, height)
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ImageReadError(f"image {name!r} is {width} x {height} pixels; both sides must be at least "
+                             f"{MIN_IMAGE_SIDE}", "too_small", width, height)
+
+
 def load_image(source: str | os.PathLike[str] | bytes | bytearray | BinaryIO | Image.Image | np.ndarray, *,
                max_pixels: int = MAX_IMAGE_PIXELS, apply_exif: bool = True, name: str | None = None) -> np.ndarray:
     """Read an image as RGB uint8 [H, W, 3] (see the module docstring for the rules).
@@ -122,9 +138,14 @@ def load_image(source: str | os.PathLike[str] | bytes | bytearray | BinaryIO | I
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         name = name or str(path)
+        if path.is_dir():
+            raise ImageReadError(f"image {name} is a folder, not an image file", "not_image")
         if not path.is_file():
             raise ImageReadError(f"image {name} does not exist", "missing")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ImageReadError(f"cannot read image {name}: {err.strerror or err}", "missing") from None
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
@@ -137,9 +158,7 @@ def load_image(source: str | os.PathLike[str] | bytes | bytearray | BinaryIO | I
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-            if width * height > max_pixels:
-                raise ImageReadError(f"image {name} is {width}x{height} = {width * height} pixels, above the limit "
-                                     f"of {max_pixels} (possible decompression bomb)", "too_large", width, height)
+            check_image_size(width, height, name=name, max_pixels=max_pixels)
             wide_colour = _is_16bit_colour_png(image)
             image.load()  # decodes now, so truncated/corrupt data fails here
             orientation = image.getexif().get(_ORIENTATION) if apply_exif else None
@@ -148,8 +167,11 @@ def load_image(source: str | os.PathLike[str] | bytes | bytearray | BinaryIO | I
                 rgb = to_rgb8(image)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"image {name} refused as a decompression bomb: {err}", "too_large") from None
+    except Image.DecompressionBombError as err:  # Pillow's own limit (2 x its MAX_IMAGE_PIXELS) hit in open()
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(found.group(1)) / 1e6:.3g} MP" if found else "far more pixels than that"
+        raise ImageReadError(f"image {name!r} has {size}; the limit is {max_pixels / 1e6:.3g} MP (a possible "
+                             "decompression bomb): downscale it", "too_large") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{name} is not a readable image (an unknown format; PNG, JPEG, WebP, BMP, TIFF, ... "
                              "are read)", "not_image") from None

@@ -59,8 +59,10 @@ class PoseBHPipeline:
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | Path, revision: str | None = None, **kwargs: Any) -> PoseBHPipeline:
-        from .modeling import PoseBHForPoseEstimation  # noqa: PLC0415 - heavy import only when loading
+        from .modeling import PoseBHForPoseEstimation, check_model_folder  # noqa: PLC0415 - heavy import
 
+        if Path(path_or_repo).expanduser().is_dir():  # a broken local folder: one line naming the file
+            check_model_folder(path_or_repo)
         model = PoseBHForPoseEstimation.from_pretrained(str(path_or_repo), revision=revision)
         try:
             processor = PoseBHImageProcessor.from_pretrained(str(path_or_repo), revision=revision)

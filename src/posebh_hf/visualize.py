@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import cv2
@@ -9,6 +11,18 @@ import numpy as np
 
 from .skeletons import Skeleton
 
+
+
+def check_score_threshold(value: float) -> float:
+    """The drawing threshold as a float in [0, 1] (scores are in [0, 1]); NaN, infinities and values outside are
+    refused with the sentence `posebh predict` and the demo both show."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the score threshold must be a number in [0, 1], got {value!r}") from None
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ValueError(f"the score threshold must be a number in [0, 1], got {value!r}")
+    return number
 
 def _thickness(image_hw: tuple[int, int]) -> int:
     return max(1, round(min(image_hw) / 250))

@@ -43,6 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # User-fixable problems arrive here as exceptions with specific messages; show them as one line.
         print(f"posebh {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        # safetensors' errors (a full disk while writing, a damaged file while reading) are not OSErrors; our
+        # writers and readers translate the ones they meet, this keeps any other one to one line as well.
+        if type(err).__name__ != "SafetensorError":
+            raise
+        print(f"posebh {args.command}: error: safetensors: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -135,16 +135,20 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_attach(args: argparse.Namespace) -> int:
-    from ..atomic_files import write_folder_atomically
     from ..hub import attach_prototype_pack
     from ..hub.model_repo import load_model
+    from ..modeling import save_model_folder
 
     _check_out(args.out, args.overwrite)
     model = load_model(args.model)
     rows = attach_prototype_pack(model, args.pack, replace=args.replace,
                                  allow_fingerprint_mismatch=args.allow_fingerprint_mismatch,
                                  revision=args.pack_revision)
-    write_folder_atomically(args.out, model.save_pretrained, overwrite=args.overwrite)
+    base = Path(args.model).expanduser()
+    processor = base / "preprocessor_config.json"  # the base model's crop size and decoding travel with it
+    save_model_folder(model, args.out, overwrite=args.overwrite,
+                      extra=(lambda folder: shutil.copyfile(processor, folder / processor.name))
+                      if processor.is_file() else None)
     print(json.dumps({"model": str(args.out), "prototype_rows": [rows.start, rows.stop],
                       "extra_prototype_skeletons": list(model.config.extra_prototype_skeletons)}))
     return 0

@@ -41,21 +41,28 @@ def parse_box(text: str) -> list[float]:
     return values
 
 
-def check_model_dir(path: str) -> None:
-    """Refuse folders that are not PoseBH models before transformers prints a long traceback."""
-    folder = Path(path)
-    if not folder.exists():
-        raise ValueError(f"model {path} does not exist (Hub ids need the network; pass a local folder offline)")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"model folder {path} has no config.json; it is not a saved PoseBH model")
+def _is_number(text: str) -> bool:
     try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON: {err}") from None
-    if model_type != "posebh":
-        hint = " (convert it first: posebh convert vitpose --src ... --dst ...)" if model_type == "vitpose" else ""
-        raise ValueError(f"model folder {path} holds a {model_type!r} model, not a PoseBH model{hint}")
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_threshold(text: str) -> float:
+    from ..visualize import check_score_threshold  # noqa: PLC0415
+
+    try:
+        return check_score_threshold(float(text) if _is_number(text) else text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def check_model_dir(path: str) -> None:
+    """Refuse folders that are not loadable PoseBH models (one line naming the file) before the slow load."""
+    from ..modeling.model_folder import check_model_folder  # noqa: PLC0415
+
+    check_model_folder(path)
 
 
 def write_png_atomic(path: Path, image_rgb: np.ndarray) -> None:
@@ -115,6 +122,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="flip test where the skeleton allows it (default on; never for skeletons without flip "
                              "pairs or with \"flip_test\": false)")
-    parser.add_argument("--threshold", type=float, default=0.3, help="score threshold for drawing (0.3)")
+    parser.add_argument("--threshold", type=parse_threshold, default=0.3, help="score threshold for drawing, in [0, 1] (0.3)")
     parser.add_argument("--out-dir", help="write overlay PNGs here")
     parser.set_defaults(func=run)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..configuration_posebh import PoseBHConfig
-from ..modeling import PoseBHForPoseEstimation
+from ..modeling import PoseBHForPoseEstimation, save_model_folder
 
 __all__ = [
     "ConversionError",
@@ -165,20 +162,6 @@ def check_destination(dst: Path, overwrite: bool) -> None:
 
 
 def save_model_atomically(model: PoseBHForPoseEstimation, dst: Path, overwrite: bool = False) -> None:
-    """`save_pretrained` into a temporary sibling folder, then move it into place (no half-written outputs)."""
-    dst = Path(dst)
-    check_destination(dst, overwrite)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
-        model.save_pretrained(tmp)
-        if dst.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-            os.replace(dst, backup / dst.name)
-            os.replace(tmp, dst)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Write the converted model folder whole or not at all (`modeling.save_model_folder`: staged beside `dst`,
+    renamed into place, ordinary permissions; a full disk is one `WriteError` line naming `dst`)."""
+    save_model_folder(model, Path(dst), overwrite=overwrite)

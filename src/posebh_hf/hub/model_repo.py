@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic_files import write_text_atomically
-from ..modeling import PoseBHForPoseEstimation
+from ..modeling import PoseBHForPoseEstimation, load_model_folder, save_model_folder
 from .cards import ResultRow, render_model_card
 from .download import check_repo_id, push_folder
 from .remote_code import write_remote_code
@@ -38,16 +37,12 @@ def save_model_repo(
     configuration_posebh.py, modeling_posebh.py, the posebh_*.py modules they import, and `auto_map` when
     `remote_code`). Returns the folder."""
     check_repo_id(repo_id)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    if remote_code:
-        write_remote_code(folder)
     card = render_model_card(model.config, repo_id=repo_id, remote_code=remote_code,
                              reported_results=reported_results, measured_results=measured_results, packs=packs,
                              **card_kwargs)
-    write_text_atomically(folder / "README.md", card)
-    return folder
+    # the project's one model-folder writer: whole or nothing; an existing repo folder is replaced once complete
+    return save_model_folder(model, Path(folder), overwrite=True, card=card,
+                             extra=write_remote_code if remote_code else None)
 
 
 def push_model_to_hub(
@@ -71,20 +66,9 @@ def push_model_to_hub(
 def load_model(path_or_repo: str | os.PathLike[str], *, revision: str | None = None) -> PoseBHForPoseEstimation:
     """A PoseBH model from a local `save_pretrained` folder or a Hub repo id (`org/name`, optionally at `revision`),
     in eval mode. A folder that is not a PoseBH model is refused with a one-line reason."""
-    import json
-
     path = Path(path_or_repo).expanduser()
     if path.is_dir():
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise ValueError(f"model folder {path} has no config.json; it is not a saved PoseBH model")
-        try:
-            model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{config_file} is not valid JSON: {err}") from None
-        if model_type != "posebh":
-            raise ValueError(f"model folder {path} holds a {model_type!r} model, not a PoseBH model")
-        return PoseBHForPoseEstimation.from_pretrained(path).eval()
+        return load_model_folder(path)
     if path.suffix in (".json", ".safetensors", ".pth") or len(str(path_or_repo).split("/")) != 2:
         raise ValueError(f"model {str(path_or_repo)!r} is neither an existing folder nor a Hub repo id 'ORG/NAME'")
     return PoseBHForPoseEstimation.from_pretrained(str(path_or_repo), revision=revision).eval()

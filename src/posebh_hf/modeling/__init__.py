@@ -12,6 +12,7 @@ from ..configuration_posebh import PoseBHConfig
 from .backbone import backbone_feature_map, build_backbone, token_grid
 from .embedding import EmbeddingHead, ResidualNeck
 from .heads import DeconvUpsampler, HeatmapHead, SimpleHeatmapHead
+from .model_folder import ModelFolderError, check_model_folder, load_model_folder, save_model_folder
 from .modeling_posebh import DatasetIndex, PoseBHForPoseEstimation, PoseBHPreTrainedModel
 from .outputs import PoseBHOutput
 from .prototypes import HEATMAP_CLAMP, KeypointPrototypes, init_unit_prototypes_, prototype_heatmaps
@@ -23,6 +24,7 @@ __all__ = [
     "EmbeddingHead",
     "HeatmapHead",
     "KeypointPrototypes",
+    "ModelFolderError",
     "PoseBHConfig",
     "PoseBHForPoseEstimation",
     "PoseBHOutput",
@@ -31,9 +33,12 @@ __all__ = [
     "SimpleHeatmapHead",
     "backbone_feature_map",
     "build_backbone",
+    "check_model_folder",
     "init_unit_prototypes_",
+    "load_model_folder",
     "prototype_heatmaps",
     "register_auto_classes",
+    "save_model_folder",
     "token_grid",
 ]
 

@@ -382,11 +382,14 @@ class CheckpointConfig:
         keep: how many of the newest checkpoints to keep, >= 1 (null = keep every checkpoint; 0 or negative
             numbers are refused: they would delete every checkpoint, the one to resume from included).
         resume: a checkpoint folder or "latest" (also `--resume` on the command line).
+        allow_lost_rng: resume even when a process's random-generator state cannot be read (with a warning that
+            the run will not repeat the interrupted one); by default such a checkpoint is refused.
     """
 
     every_steps: int | None = 500
     keep: int | None = 2
     resume: str | None = None
+    allow_lost_rng: bool = False
 
     def __post_init__(self) -> None:
         _require(self.every_steps is None or self.every_steps >= 0, "checkpoint.every_steps", ">= 0 or null",

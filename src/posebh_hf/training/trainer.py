@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import shutil
-import tempfile
+import sys
 import time
 import warnings
 from collections import defaultdict
@@ -47,7 +47,7 @@ from .model_init import build_model
 from .param_groups import build_optimizer
 from .prototype_sync import average_across_processes, build_cluster_bank, make_all_reduce, prototype_stats
 from .schedule import LRSchedule, StageFlags, StageSchedule, apply_stage
-from .state import STATE_FILE, TrainingState, find_checkpoint, prune_checkpoints
+from .state import STATE_FILE, TrainingState, check_checkpoint_files, find_checkpoint, prune_checkpoints
 from .step import LossContext, PrototypeBankView, StepResult, compute_losses
 from .validation import ValidationSet, build_validation_sets, validate
 
@@ -443,6 +443,9 @@ class Trainer:
         # the trainable set of the checkpoint's last epoch: FSDP2 loads the optimizer state into a template made
         # for the parameters that require grad, which must be exactly those the checkpoint holds state for
         apply_stage(self.unwrapped, self.schedule.flags(self.epoch_of(max(state.step - 1, 0))))
+        for warning in check_checkpoint_files(folder, self.acc.process_index,
+                                              allow_lost_rng=self.cfg.checkpoint.allow_lost_rng):
+            print(f"warning (process {self.acc.process_index}): {warning}", file=sys.stderr, flush=True)
         self.acc.load_state(str(folder))
         self.state = state
         self.lr.load_state_dict(state.lr_schedule or {"last_step": state.optimizer_steps})
@@ -462,32 +465,27 @@ class Trainer:
         self.sync_buffers()
         state_dict = self.acc.get_state_dict(self.model)
         if self.is_main:
-            tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=self.output_dir))
-            try:
-                self._write_model_repo(tmp, state_dict)
-                if final.exists():
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            self._write_model_repo(final, state_dict)
             if self.cfg.mode == "transfer" and self.cfg.transfer.export_pack:
                 pack_path = self._export_pack(pack_dir)
         self.acc.wait_for_everyone()
         return final, pack_path
 
     def _write_model_repo(self, folder: Path, state_dict: dict[str, torch.Tensor]) -> None:
-        """config.json + model.safetensors + preprocessor_config.json + README.md (card with the last val numbers)."""
+        """config.json + model.safetensors + preprocessor_config.json + README.md (card with the last val numbers),
+        whole or not at all (`modeling.save_model_folder`; an earlier `final/` is replaced once the new one is
+        complete)."""
         from ..hub.cards import ResultRow, render_model_card
+        from ..modeling import save_model_folder
         from ..processing_posebh import PoseBHImageProcessor
 
-        self.unwrapped.save_pretrained(folder, state_dict=state_dict)
         # the crop size the model was trained at, so `PoseBHPipeline.from_pretrained` / `posebh predict` match it
         aug = self.data.transforms[0].spec.augment  # (W, H) sizes; every dataset shares them
-        PoseBHImageProcessor(size={"height": int(aug.input_size[1]), "width": int(aug.input_size[0])},
-                             heatmap_size={"height": int(aug.heatmap_size[1]), "width": int(aug.heatmap_size[0])},
-                             decoding=dict(getattr(self.unwrapped.config, "decoding", None) or {}),
-                             default_decoding="udp" if aug.use_udp else "default",
-                             ).save_pretrained(folder)
+        processor = PoseBHImageProcessor(
+            size={"height": int(aug.input_size[1]), "width": int(aug.input_size[0])},
+            heatmap_size={"height": int(aug.heatmap_size[1]), "width": int(aug.heatmap_size[0])},
+            decoding=dict(getattr(self.unwrapped.config, "decoding", None) or {}),
+            default_decoding="udp" if aug.use_udp else "default")
         measured = []
         if self.evaluations:
             measured = [ResultRow(key.split("/")[1], "val (GT-box crops)", key.split("/")[2], f"{value:.4f}")
@@ -496,7 +494,8 @@ class Trainer:
                                  measured_source=f"posebh_hf scripts/train.py, step {self.state.step}",
                                  provenance=f"Trained with posebh_hf ({self.cfg.mode} mode), "
                                             f"{self.init_description}.")
-        write_text_atomically(folder / "README.md", card)
+        save_model_folder(self.unwrapped, folder, overwrite=True, state_dict=state_dict, image_processor=processor,
+                          card=card)
 
     def _export_pack(self, folder: Path) -> Path:
         from ..hub.attach import export_prototype_pack
