@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from .skeletons import Skeleton
-
 
 
 def check_score_threshold(value: float) -> float:
