@@ -102,3 +102,15 @@ def test_registered_in_the_posebh_command(shared_data, tmp_path, capsys):
     assert main(["evaluate", "--gt", str(gt), "--pred", pred, "--protocol", "ochuman"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert 0 < metrics["AP"] <= 1 and np.isfinite(metrics["ARl"])
+
+
+def test_a_failed_output_write_keeps_the_metrics(shared_data, tmp_path, capsys):
+    gt = shared_data / "real" / "coco" / "test_coco.json"
+    pred = _dump(tmp_path, "pred.json", gt_as_predictions(load(gt)))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, out, err = _run(["evaluate", "--gt", str(gt), "--pred", pred, "--protocol", "coco",
+                           "--output", str(blocker / "metrics.json")], capsys)
+    assert code == 2 and json.loads(out)["AP"] == pytest.approx(1.0)  # printed before the write failed
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(blocker) in lines[0] and "the metrics are on stdout above" in lines[0]

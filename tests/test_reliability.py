@@ -363,6 +363,23 @@ def test_convert_onto_a_full_disk_is_one_line_and_leaves_nothing(official_pth: P
         assert listing(disk) == {"out": None, "out/old.txt": b"previous content"}
 
 
+def test_training_onto_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(tmp_path: Path) -> None:
+    from posebh_hf.training.launch import main as train_main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = train_main(["--config", str(config), f"output_dir={disk / 'run'}",
+                               f"data.cache_dir={tmp_path / 'cache'}", "checkpoint.every_steps=3", "max_steps=6",
+                               "logging.trackers=[]"])
+        lines = [line for line in stderr.getvalue().replace("\r", "\n").splitlines()
+                 if line.startswith("error")]
+        assert code == 2 and lines == [f"error: cannot write {disk / 'run' / 'checkpoints' / 'step_3'}: "
+                                       "no space left on device"], stderr.getvalue()[-2000:]
+        assert list((disk / "run" / "checkpoints").iterdir()) == []  # the partial checkpoint was removed
+
+
 def test_permission_denied_is_one_line(model_and_pack: tuple[Path, Path]) -> None:
     shared = Path(tempfile.mkdtemp(prefix="posebh-perm-"))  # readable by the unprivileged user below
     try:

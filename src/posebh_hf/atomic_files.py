@@ -23,6 +23,7 @@ from typing import Any
 
 __all__ = [
     "WriteError",
+    "as_write_error",
     "clean_stale_staging",
     "write_atomically",
     "write_folder_atomically",
@@ -60,7 +61,28 @@ def _write_failure(path: str | os.PathLike[str], err: BaseException) -> WriteErr
         code = int(found.group(1)) if found else None
         if code in _WRITE_ERRNOS or "StorageFull" in str(err):
             return WriteError(path, os.strerror(code or errno.ENOSPC).lower(), code or errno.ENOSPC)
+    # torch.save reports a short write without an errno ("[enforce fail at inline_container.cc] unexpected pos")
+    if isinstance(err, RuntimeError) and "inline_container" in str(err):
+        return WriteError(path, "no space left on device" if _nearly_full(Path(path)) else
+                          f"torch.save failed ({str(err).splitlines()[0][:160]})", errno.ENOSPC)
     return None
+
+
+def as_write_error(path: str | os.PathLike[str], err: BaseException) -> WriteError | None:
+    """`err` as a one-line `WriteError` naming `path` when it is a file-system failure (full disk, permissions,
+    read-only), else None: for writers that cannot go through `write_folder_atomically` (Accelerate's save_state)."""
+    return _write_failure(path, err)
+
+
+def _nearly_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Whether the file system holding `path` (or its nearest existing parent) has under `margin` bytes free."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free < margin
+    except OSError:
+        return False
 
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:

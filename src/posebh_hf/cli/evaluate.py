@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"posebh evaluate: error: {err}", file=sys.stderr)
         return 2
     text = json.dumps(_clean(metrics), indent=2, allow_nan=False)
+    print(text, flush=True)  # first: a failed --output write (full disk) must not lose the metrics
     if args.output:
-        write_text_atomically(Path(args.output), text + "\n")
-    print(text)
+        try:
+            write_text_atomically(Path(args.output), text + "\n")
+        except OSError as err:  # WriteError names the path and the reason
+            print(f"posebh evaluate: error: {err} (the metrics are on stdout above)", file=sys.stderr)
+            return 2
     return 0

@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # WriteError (full disk, permissions) names the folder it could not write
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if result.is_main and result.final_model is not None:
         print(f"final model: {result.final_model}" + (f"; prototype pack: {result.pack}" if result.pack else ""))
     return 0

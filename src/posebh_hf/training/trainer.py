@@ -29,7 +29,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
 from tqdm.auto import tqdm
 
-from ..atomic_files import write_text_atomically
+from ..atomic_files import as_write_error, write_text_atomically
 from ..losses import cluster_keypoint_map
 from ..modeling import PoseBHForPoseEstimation
 from .config import ConfigError, TrainConfig
@@ -419,7 +419,14 @@ class Trainer:
         self.sync_buffers()
         self.state.lr_schedule = self.lr.state_dict()
         self.state.launch = self.launch.kind
-        self.acc.save_state(str(partial))  # model, optimizer, scaler, RNG of every process
+        try:
+            self.acc.save_state(str(partial))  # model, optimizer, scaler, RNG of every process
+        except Exception as err:  # a full disk: one line naming the checkpoint, the half-written copy removed
+            shutil.rmtree(partial, ignore_errors=True)
+            failure = as_write_error(target, err)
+            if failure is None:
+                raise
+            raise failure from None
         self.acc.wait_for_everyone()
         if self.is_main:
             write_text_atomically(partial / STATE_FILE, self.state.to_json())
