@@ -54,7 +54,8 @@ def _add_in_two_batches(metric, predictions: list, references: list) -> None:
 
 
 @pytest.mark.parametrize(("protocol", "rel"), [("coco", "coco/test_coco.json"), ("ap10k", "ap10k/test_ap10k.json"),
-                                               ("aic", "aic/test_aic.json")])
+                                               ("aic", "aic/test_aic.json"),
+                                               ("crowdpose", "crowdpose/test_crowdpose.json")])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_oks_ap_equals_plain_api(metric, shared_data, protocol, rel, seed) -> None:
     gt = load(shared_data / "real" / rel)
@@ -64,7 +65,8 @@ def test_oks_ap_equals_plain_api(metric, shared_data, protocol, rel, seed) -> No
         assert 0 < expected["AP"] < 1  # a non-trivial case (AIC's small sample can drop to AP 0 at this noise)
     predictions, references = _coco_examples(gt, preds)
     _add_in_two_batches(metric, predictions, references)
-    assert metric.compute(protocol=protocol) == expected
+    options = {"crowd_index": {img["id"]: img["crowdIndex"] for img in gt["images"]}} if protocol == "crowdpose" else {}
+    assert metric.compute(protocol=protocol, **options) == expected
 
 
 def test_pckh_equals_plain_api(metric, shared_data) -> None:
@@ -123,3 +125,12 @@ def test_errors_are_clear(metric) -> None:
     metric.add_batch(predictions=[{**pred, "image_id": 2}], references=[ref])
     with pytest.raises(EvaluationInputError, match="image_id"):
         metric.compute(protocol="coco")
+
+
+def test_crowdpose_needs_a_crowd_index_per_image(metric, shared_data) -> None:
+    gt = load(shared_data / "real" / "crowdpose" / "test_crowdpose.json")
+    predictions, references = _coco_examples(gt, perturbed_predictions(gt, 0))
+    metric.add_batch(predictions=predictions, references=references)
+    first = gt["images"][0]["id"]
+    with pytest.raises(EvaluationInputError, match="crowd_index has no value for image_id"):
+        metric.compute(protocol="crowdpose", crowd_index={first: 0.1})

@@ -59,7 +59,8 @@ compute(protocol="coco", skeleton=None, **options):
     protocol: one of posebh_hf.evaluation.PROTOCOLS.
     skeleton: skeleton name / JSON path overriding the protocol's (sigmas, keypoint names).
     options: as posebh_hf.evaluation.evaluate: pck_thr, auc_max_px (pck-auc-epe); thr, norm, torso (pck);
-        thresholds (crowdpose); pred_one_based (pckh).
+        thresholds and crowd_index (crowdpose: {image_id: CrowdPose's per-image `crowdIndex`}, which splits
+        AP into AP(E)/AP(M)/AP(H)); pred_one_based (pckh).
 
 Returns:
     dict of metrics, e.g. AP, AP50, ..., AR (OKS); PCKh, PCKh@0.1, per-joint values (pckh); PCK, AUC, EPE (pck).
@@ -76,6 +77,28 @@ Examples:
 _FLOATS = datasets.Sequence(datasets.Sequence(datasets.Value("float64")))
 
 
+def _features() -> datasets.Features:
+    """The example schema (one per image)."""
+    references = {
+        "image_id": datasets.Value("int64"),
+        "keypoints": _FLOATS,
+        "bboxes": _FLOATS,
+        "areas": datasets.Sequence(datasets.Value("float64")),
+        "iscrowd": datasets.Sequence(datasets.Value("int64")),
+        "head_boxes": _FLOATS,
+        "category_ids": datasets.Sequence(datasets.Value("int64")),
+    }
+    return datasets.Features({
+        "predictions": {
+            "image_id": datasets.Value("int64"),
+            "keypoints": _FLOATS,
+            "scores": datasets.Sequence(datasets.Value("float64")),
+            "category_ids": datasets.Sequence(datasets.Value("int64")),
+        },
+        "references": references,
+    })
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class PosebhKeypoints(evaluate.Metric):
     """OKS AP, PCKh and PCK/AUC/EPE through `posebh_hf.evaluation` (see the module docstring)."""
@@ -86,23 +109,7 @@ class PosebhKeypoints(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": {
-                    "image_id": datasets.Value("int64"),
-                    "keypoints": _FLOATS,
-                    "scores": datasets.Sequence(datasets.Value("float64")),
-                    "category_ids": datasets.Sequence(datasets.Value("int64")),
-                },
-                "references": {
-                    "image_id": datasets.Value("int64"),
-                    "keypoints": _FLOATS,
-                    "bboxes": _FLOATS,
-                    "areas": datasets.Sequence(datasets.Value("float64")),
-                    "iscrowd": datasets.Sequence(datasets.Value("int64")),
-                    "head_boxes": _FLOATS,
-                    "category_ids": datasets.Sequence(datasets.Value("int64")),
-                },
-            }),
+            features=_features(),
             reference_urls=["https://github.com/uyoung-jeong/PoseBH", "https://cocodataset.org/#keypoints-eval"],
         )
 
@@ -119,11 +126,27 @@ class PosebhKeypoints(evaluate.Metric):
             if int(pred["image_id"]) != int(ref["image_id"]):
                 raise EvaluationInputError(f"example {i}: prediction image_id {pred['image_id']} != reference "
                                            f"image_id {ref['image_id']}")
+        crowd_index = options.pop("crowd_index", None)
         if PROTOCOLS[protocol].kind == "pckh":
             gt, pred = mpii_inputs(predictions, references)
         else:
             gt, pred = coco_inputs(predictions, references)
+        if crowd_index is not None:
+            add_crowd_index(gt, crowd_index)
         return posebh_evaluate(protocol, gt, pred, skeleton=skeleton, **options)
+
+
+def add_crowd_index(gt: dict, crowd_index) -> None:
+    """Set CrowdPose's `crowdIndex` on every ground-truth image from {image_id: value} (keys may be strings)."""
+    from posebh_hf.evaluation import EvaluationInputError
+    if not isinstance(crowd_index, dict):
+        raise EvaluationInputError(f"crowd_index must map image_id -> crowdIndex, got a {type(crowd_index).__name__}")
+    values = {int(k): float(v) for k, v in crowd_index.items()}
+    missing = [img["id"] for img in gt["images"] if img["id"] not in values]
+    if missing:
+        raise EvaluationInputError(f"crowd_index has no value for image_id {missing[0]} ({len(missing)} missing)")
+    for img in gt["images"]:
+        img["crowdIndex"] = values[img["id"]]
 
 
 def _column(ref, field: str, count: int, image_id) -> list:
