@@ -94,6 +94,8 @@ def test_run_passes_all_stages_and_saves_everything(crops: Path, cache: Path, tm
     assert processor.input_size == (48, 64) and processor.heatmap_size == {"height": 16, "width": 12}
     model = PoseBHForPoseEstimation.from_pretrained(final)
     assert model.config.dataset_names == ["coco_mini", "dlc_openfield"]
+    # the model carries how its heads must be decoded: the mode its training targets were made with
+    assert model.config.decoding == {"coco_mini": "udp", "dlc_openfield": "udp"}
     assert model.config.skeletons["dlc_openfield"]["keypoints"] == ["snout", "leftear", "rightear", "tailbase"]
     with torch.no_grad():
         heat = model(torch.zeros(1, 3, 64, 48), dataset_index=1).heatmaps["dlc_openfield"]

@@ -18,13 +18,23 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig, VitPoseBackboneConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .codecs import DECODE_MODES, HeatmapCodec
 from .skeletons import Skeleton, SkeletonError, get_skeleton
 
-__all__ = ["BACKBONE_PRESETS", "DEFAULT_DATASETS", "SIMILARITIES", "HEAD_TYPES", "PoseBHConfig"]
+__all__ = ["BACKBONE_PRESETS", "DEFAULT_DATASETS", "HEAD_TYPES", "RELEASED_UDP_DATASETS", "SIMILARITIES",
+           "PoseBHConfig", "released_decoding"]
 
 DEFAULT_DATASETS: tuple[str, ...] = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 SIMILARITIES: tuple[str, ...] = ("abs_cosine", "cosine")
 HEAD_TYPES: tuple[str, ...] = ("classic", "simple")
+# How the released ViTPose++ / PoseBH checkpoints were trained and are decoded (spec 5.x, 6.2, 6.4): UDP + DARK for
+# COCO and MPII, the classic affine with the +-0.25 refinement and a 1-px flip shift for every other dataset.
+RELEASED_UDP_DATASETS: frozenset[str] = frozenset({"coco", "mpii"})
+
+
+def released_decoding(dataset_names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The released checkpoints' decoding table for `dataset_names`: "udp" for coco / mpii, else "default"."""
+    return {name: "udp" if name in RELEASED_UDP_DATASETS else "default" for name in dataset_names}
 
 # ViTPose++ backbones (spec §2.2). LayerNorm eps 1e-6 as in the official ViT (transformers' default is 1e-12).
 BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
@@ -82,6 +92,11 @@ class PoseBHConfig(PreTrainedConfig):
         initializer_range (`float`): std for any other layer.
         default_skeletons (`list[str]`, *optional*): the skeletons `posebh predict` and the demo draw when none is
             chosen (e.g. `["coco"]` for a model whose other heads are animals); default: every head.
+        decoding (`dict[str, str]`, *optional*): skeleton name -> "udp" (UDP crop, UDP/DARK decoding, no flip
+            shift) or "default" (classic crop, +-0.25 refinement, 1-px flip shift): how each skeleton's heatmaps were
+            trained and must be decoded. Skeletons not listed use "udp" (how this package trains). `posebh convert
+            official` writes the released table (`released_decoding`), training writes its own; `codec_for(name)`
+            turns it into the `HeatmapCodec` every decoder uses.
     """
 
     model_type = "posebh"
@@ -106,6 +121,7 @@ class PoseBHConfig(PreTrainedConfig):
     head_init_std: float = 0.001
     initializer_range: float = 0.02
     default_skeletons: list[str] | tuple[str, ...] | None = None
+    decoding: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.dataset_names = [str(n) for n in self.dataset_names]
@@ -117,6 +133,7 @@ class PoseBHConfig(PreTrainedConfig):
         self.num_keypoints = self._resolve_num_keypoints(self.num_keypoints)
         self._check_experts()
         self._check_default_skeletons()
+        self._check_decoding()
 
     # ------------------------------------------------------------------------------------------- construction
     def _resolve_backbone(self, backbone: dict | PreTrainedConfig | None) -> VitPoseBackboneConfig:
@@ -205,6 +222,37 @@ class PoseBHConfig(PreTrainedConfig):
         if unknown or not self.default_skeletons:
             raise ValueError(f"PoseBHConfig.default_skeletons={self.default_skeletons} must be a non-empty list of "
                              f"this model's skeletons {known}")
+
+    def _check_decoding(self) -> None:
+        if self.decoding is None:
+            return
+        if not isinstance(self.decoding, dict):
+            raise ValueError(f"PoseBHConfig.decoding must map skeleton names to {DECODE_MODES}, got "
+                             f"{type(self.decoding).__name__}")
+        self.decoding = {str(k): str(v) for k, v in self.decoding.items()}
+        known = self.dataset_names + self.extra_prototype_skeletons
+        for name, mode in self.decoding.items():
+            if name not in known:
+                raise ValueError(f"PoseBHConfig.decoding names {name!r}, which is not one of this model's skeletons "
+                                 f"{known}")
+            if mode not in DECODE_MODES:
+                raise ValueError(f"PoseBHConfig.decoding[{name!r}]={mode!r}; expected one of {DECODE_MODES}")
+
+    def decoding_for(self, name: str) -> str:
+        """"udp" or "default": how skeleton `name` is decoded (see `decoding`)."""
+        return (self.decoding or {}).get(name, "udp")
+
+    def codec_for(self, name: str, input_size: tuple[int, int] | None = None,
+                  heatmap_size: tuple[int, int] | None = None) -> HeatmapCodec:
+        """The heatmap codec of skeleton `name`: its decoding mode at `input_size` (W, H; default: the backbone's
+        input) and `heatmap_size` (W, H; default: a quarter of the input, the heads' output)."""
+        if input_size is None:
+            height, width = self.backbone_config.image_size
+            input_size = (int(width), int(height))
+        if heatmap_size is None:
+            heatmap_size = (int(input_size[0]) // 4, int(input_size[1]) // 4)
+        return HeatmapCodec(input_size=tuple(input_size), heatmap_size=tuple(heatmap_size),
+                            use_udp=self.decoding_for(name) == "udp")
 
     @property
     def skeletons_to_draw(self) -> list[str]:

@@ -11,6 +11,7 @@ Reported keypoint scores are clipped to [0, 1]; heatmaps (and `PoseBHOutput.heat
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,18 @@ class PoseBHPipeline:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
         config = model.config
-        decoding = dict(getattr(config, "decoding", None) or {})
+        decoding = dict(config.decoding or {})
         # Without a saved processor, crop at the backbone's input size (models need not be 256x192).
         height, width = config.backbone_config.image_size
-        self.image_processor = image_processor or PoseBHImageProcessor(
-            size={"height": int(height), "width": int(width)}, decoding=decoding)
+        if image_processor is None:
+            image_processor = PoseBHImageProcessor(size={"height": int(height), "width": int(width)})
+        elif decoding:
+            image_processor = copy.deepcopy(image_processor)
+        # The model's decoding table (`PoseBHConfig.decoding`: written by conversion and training) decides how
+        # each skeleton is cropped, decoded and flipped back; a saved processor's own table only fills the gaps
+        # (folders written before the config carried it).
+        image_processor.decoding = {**image_processor.decoding, **decoding}
+        self.image_processor = image_processor
         self.batch_size = batch_size
 
     @classmethod

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from ..configuration_posebh import DEFAULT_DATASETS, PoseBHConfig, backbone_config_for
+from ..configuration_posebh import DEFAULT_DATASETS, PoseBHConfig, backbone_config_for, released_decoding
 from ..modeling import PoseBHForPoseEstimation
 from ..skeletons import get_skeleton
 from .common import (
@@ -344,6 +344,7 @@ def _config(state_dict: Mapping[str, torch.Tensor], layout: CheckpointLayout, da
         "backbone_config": backbone_config_for("base", experts, **backbone_overrides),
         "dataset_names": list(dataset_names),
         "head_type": layout.head_type,
+        "decoding": released_decoding(list(dataset_names)),  # UDP for coco/mpii, classic elsewhere (as trained)
     }
     if layout.head_type == "classic":
         kwargs["head_channels"] = _shape(state_dict, "keypoint_head.deconv_layers.0.weight")[1]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import VitPoseConfig
 
-from ..configuration_posebh import DEFAULT_DATASETS, PoseBHConfig
+from ..configuration_posebh import DEFAULT_DATASETS, PoseBHConfig, released_decoding
 from ..modeling import PoseBHForPoseEstimation
 from .common import (
     ConversionError,
@@ -85,6 +85,7 @@ def posebh_config_from_vitpose(vitpose: VitPoseConfig, dataset_names: Sequence[s
         head_type="simple" if vitpose.use_simple_decoder else "classic",
         scale_factor=int(vitpose.scale_factor),
         initializer_range=float(vitpose.initializer_range),
+        decoding=released_decoding(list(dataset_names)),  # the official recipe's table (UDP for coco/mpii)
     )
     first = config.dataset_names[0]
     if vitpose.num_labels != config.num_keypoints[0]:

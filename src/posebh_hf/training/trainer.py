@@ -107,6 +107,11 @@ class Trainer:
         self.cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else self.output_dir / "data_cache"
         self.data, self.val_sets = self._build_data()
         model, self.init_description = build_model(cfg, self.data.skeletons)
+        # how each dataset's targets are made is how its heatmaps must be decoded: the saved model carries it
+        # (the first len(dataset_names) transforms are the datasets' own, in order; mapped ones follow)
+        model.config.decoding = {**(model.config.decoding or {}), **{
+            name: "udp" if t.spec.augment.use_udp else "default"
+            for name, t in zip(cfg.dataset_names, self.data.transforms, strict=False)}}
         self.num_layers = model.config.backbone_config.num_hidden_layers
         optimizer = build_optimizer(model, cfg.optimizer, self.num_layers)
         self.schedule = StageSchedule.from_config(cfg.schedule, cfg.mode)
