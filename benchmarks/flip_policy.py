@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from posebh_hf.data import build_dataset, load_pose_dataset
-    from posebh_hf.evaluation.loop import evaluate_model
+    from posebh_hf.model_evaluation import evaluate_model
     from posebh_hf.pipeline import PoseBHPipeline
 
     annotations = Path(args.annotations)

@@ -282,6 +282,7 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str]) 
     head and the prototypes alone on the test frames."""
     import torch
 
+    from posebh_hf.hub import attach_prototype_pack
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.training import Trainer, load_train_config
     from posebh_hf.training.data import load_source
@@ -301,7 +302,7 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str]) 
     head = parse_metrics(validate(PoseBHForPoseEstimation.from_pretrained(result.final_model), sets, cfg.eval))
     # prototypes alone: the exported pack attached to the base model, decoded from its prototype heatmaps
     model = PoseBHForPoseEstimation.from_pretrained(base).eval()
-    model.attach_prototype_pack(str(out / "prototype_pack"))
+    attach_prototype_pack(model, str(out / "prototype_pack"))
     vset = sets[0]
     pred, conf, gt = predict_head(model, vset, vset.name, 32)
     protos = score_predictions(pred, conf, gt, vset.skeleton, cfg.eval.pck_threshold)

@@ -1,4 +1,5 @@
-"""`evaluate_model`: GT and detection boxes, mmpose rescoring + OKS-NMS, PCK/PCKh paths, lazy layer-4 import."""
+"""`evaluate_model` (posebh_hf.model_evaluation, layer 4): GT and detection boxes, mmpose rescoring + OKS-NMS,
+PCK/PCKh paths."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def test_oks_nms_and_rescoring_match_mmpose():
 
 
 def test_gt_boxes_with_an_exact_pipeline_score_one(shared_data):
-    from posebh_hf.evaluation import evaluate_model
+    from posebh_hf.model_evaluation import evaluate_model
 
     gt = load(shared_data / "real" / "coco" / "test_coco.json")
     pipe = OraclePipeline(gt, "coco")
@@ -108,7 +109,7 @@ def test_gt_boxes_with_an_exact_pipeline_score_one(shared_data):
 
 def test_instances_keep_their_category(shared_data):
     """AP-10K scores per species: predictions inherit the GT instance's category (antelope 1, jaguar 26)."""
-    from posebh_hf.evaluation import evaluate_model
+    from posebh_hf.model_evaluation import evaluate_model
 
     gt = load(shared_data / "real" / "ap10k" / "test_ap10k.json")
     assert {a["category_id"] for a in gt["annotations"]} == {1, 26}
@@ -119,7 +120,7 @@ def test_instances_keep_their_category(shared_data):
 def test_detection_boxes_follow_the_coco_protocol(shared_data, tmp_path):
     """Detections -> oracle keypoints -> mmpose rescoring and OKS-NMS (written out here) -> pycocotools-equal
     `coco` protocol; low-score boxes are dropped by det_score_thr."""
-    from posebh_hf.evaluation import evaluate_model
+    from posebh_hf.model_evaluation import evaluate_model
 
     real = shared_data / "real" / "coco"
     gt = load(real / "test_coco.json")
@@ -151,7 +152,7 @@ def test_detection_boxes_follow_the_coco_protocol(shared_data, tmp_path):
 
 
 def test_gt_boxes_are_cleaned_like_mmpose(shared_data):
-    from posebh_hf.evaluation.loop import _gt_boxes
+    from posebh_hf.model_evaluation import _gt_boxes
 
     gt = load(shared_data / "real" / "coco" / "test_coco.json")
     row = _rows(gt)[0]
@@ -163,7 +164,7 @@ def test_gt_boxes_are_cleaned_like_mmpose(shared_data):
 
 
 def test_pckh_and_pck_through_the_loop(shared_data):
-    from posebh_hf.evaluation import evaluate_model
+    from posebh_hf.model_evaluation import evaluate_model
 
     folder = shared_data / "real" / "mpii"
     records = json.loads((folder / "test_mpii.json").read_text())
@@ -192,19 +193,21 @@ def test_pckh_and_pck_through_the_loop(shared_data):
         evaluate_model(OraclePipeline(gt, "mpii"), rows, "pckh", boxes="dets.json", progress=False)
 
 
-def test_importing_the_functions_does_not_import_the_loop(monkeypatch):
-    """A fresh import of the package (its already-loaded submodules reused) must not load the layer-4 loop."""
+def test_the_layer_1_package_does_not_reach_the_layer_4_loop(monkeypatch):
+    """`posebh_hf.evaluation` (layer 1) neither imports nor serves `evaluate_model`; it lives at layer 4
+    (`posebh_hf.model_evaluation`, re-exported by the package root)."""
     import importlib
 
     import posebh_hf
+    from posebh_hf.model_evaluation import evaluate_model
 
-    monkeypatch.delitem(sys.modules, "posebh_hf.evaluation.loop", raising=False)
+    monkeypatch.delitem(sys.modules, "posebh_hf.model_evaluation", raising=False)
     monkeypatch.delitem(sys.modules, "posebh_hf.evaluation", raising=False)
     monkeypatch.setattr(posebh_hf, "evaluation", None, raising=False)  # restored with the modules afterwards
     fresh = importlib.import_module("posebh_hf.evaluation")
-    assert "posebh_hf.evaluation.loop" not in sys.modules
-    assert fresh.evaluate_model.__name__ == "evaluate_model"  # resolved lazily through __getattr__
-    assert "posebh_hf.evaluation.loop" in sys.modules
+    assert "posebh_hf.model_evaluation" not in sys.modules
+    assert not hasattr(fresh, "evaluate_model")
+    assert posebh_hf.evaluate_model is evaluate_model
 
 
 def test_a_real_tiny_model_runs_end_to_end(shared_data):
@@ -212,7 +215,7 @@ def test_a_real_tiny_model_runs_end_to_end(shared_data):
     from PIL import Image
 
     from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation
-    from posebh_hf.evaluation import evaluate_model
+    from posebh_hf.model_evaluation import evaluate_model
 
     torch.manual_seed(0)
     model = PoseBHForPoseEstimation(PoseBHConfig.tiny())

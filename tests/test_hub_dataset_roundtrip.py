@@ -30,7 +30,7 @@ def _reset_accelerate() -> None:
 
 def test_push_load_train_and_evaluate_by_hub_id(fake_hub: FakeHub, hub_env: dict[str, str], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from posebh_hf.evaluation.loop import evaluate_model
+    from posebh_hf.model_evaluation import evaluate_model
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.training import Trainer, load_train_config
 

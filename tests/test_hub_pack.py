@@ -307,16 +307,15 @@ def test_attach_rejects_unknown_inputs(model: PoseBHForPoseEstimation, tmp_path:
         attach_prototype_pack(model, tmp_path / "empty")
 
 
-# The model side of attaching (owned by modeling/, see the hub report to the lead): `model.attach_prototype_pack`
-# delegating to `posebh_hf.hub.attach`, `config.dataset_index_of(attached)` returning the pack's expert, and
-# `heads=[attached]` returning the prototype heatmaps. Remove the xfail mark when those land.
+# The model side of attaching: `config.dataset_index_of(attached)` returns the pack's expert and `heads=[attached]`
+# returns the prototype heatmaps.
 def test_model_serves_an_attached_skeleton_like_a_head(model: PoseBHForPoseEstimation, pixels: torch.Tensor):
     import numpy as np
 
     from posebh_hf.pipeline import PoseBHPipeline
 
     pack = make_pack(model)
-    model.attach_prototype_pack(pack)
+    attach_prototype_pack(model, pack)
     assert model.config.dataset_index_of("mouse4") == 3
     with torch.no_grad():
         out = model(pixels, dataset_index=3, heads=["mouse4"], output_embeddings=True, output_prototype_heatmaps=True)
@@ -325,3 +324,38 @@ def test_model_serves_an_attached_skeleton_like_a_head(model: PoseBHForPoseEstim
     assert torch.equal(out.prototype_heatmaps["mouse4"], expected)
     result = PoseBHPipeline(model)(np.zeros((256, 192, 3), np.uint8), skeletons=["mouse4"], flip=False)
     assert result[0]["mouse4"]["keypoints"].shape == (4, 2)
+
+
+def test_the_model_owns_its_prototype_bank_like_adapters(model: PoseBHForPoseEstimation, tmp_path: Path):
+    """list / remove / replace are model methods; attaching records routing and provenance in declared config
+    fields that survive save/load; removing restores the bank and config exactly."""
+    import copy
+
+    work = copy.deepcopy(model)
+    before_bank = work.keypoint_prototypes.prototypes.clone()
+    before = work.config.to_dict()
+    pack = make_pack(work)
+    rows = attach_prototype_pack(work, pack)
+    listed = work.list_prototype_skeletons()
+    assert [e["name"] for e in listed] == [*work.config.dataset_names, "mouse4"]
+    entry = listed[-1]
+    assert entry["rows"] == [rows.start, rows.stop] and entry["dataset_index"] == 3 and not entry["has_head"]
+    assert entry["provenance"]["embedding_fingerprint"] == pack.embedding_fingerprint
+    work.save_pretrained(tmp_path / "with")
+    loaded = PoseBHForPoseEstimation.from_pretrained(tmp_path / "with")
+    assert loaded.list_prototype_skeletons() == listed
+    # replace in place: new values, same rows and routing
+    new_values = make_pack(work, seed=5).prototypes
+    work.replace_prototype_skeleton("mouse4", new_values)
+    assert torch.equal(work.keypoint_prototypes.prototypes[rows], new_values)
+    # remove: bank and config as before the attach
+    work.remove_prototype_skeleton("mouse4")
+    assert torch.equal(work.keypoint_prototypes.prototypes, before_bank)
+    after = work.config.to_dict()
+    saved_by_transformers = {"architectures", "dtype"}  # set by save_pretrained above
+    assert ({k: v for k, v in after.items() if v and k not in saved_by_transformers}
+            == {k: v for k, v in before.items() if v and k not in saved_by_transformers})
+    with pytest.raises(ValueError, match="only attached prototype skeletons can be removed"):
+        work.remove_prototype_skeleton(work.config.dataset_names[0])
+    with pytest.raises(ValueError, match="no attached skeleton"):
+        work.remove_prototype_skeleton("mouse4")

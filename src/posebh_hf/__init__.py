@@ -6,15 +6,15 @@ AutoImageProcessor.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from transformers import AutoImageProcessor  # noqa: E402
 
 from .configuration_posebh import PoseBHConfig  # noqa: E402
+from .model_evaluation import evaluate_model  # noqa: E402
 from .modeling import PoseBHForPoseEstimation, PoseBHOutput, register_auto_classes  # noqa: E402
 from .pipeline import PoseBHPipeline, results_to_json  # noqa: E402
 from .processing_posebh import PoseBHImageProcessor  # noqa: E402
 from .skeletons import Skeleton, SkeletonError, get_skeleton, list_skeletons  # noqa: E402
+from .version import __version__  # noqa: E402
 
 AutoImageProcessor.register(PoseBHConfig, slow_image_processor_class=PoseBHImageProcessor, exist_ok=True)
 
@@ -27,6 +27,7 @@ __all__ = [
     "Skeleton",
     "SkeletonError",
     "__version__",
+    "evaluate_model",
     "get_skeleton",
     "list_skeletons",
     "register_auto_classes",

@@ -78,6 +78,10 @@ class PoseBHConfig(PreTrainedConfig):
         skeletons (`dict[str, dict]`, *optional*): name -> `Skeleton.to_dict()` for every dataset and extra
             prototype skeleton. Built-in skeletons are filled in automatically; custom ones must be given.
         extra_prototype_skeletons (`list[str]`): skeletons with prototype rows but no heatmap head.
+        extra_prototype_dataset_index (`dict[str, int]`, *optional*): extra skeleton -> the expert (dataset_index)
+            its images are routed through.
+        prototype_pack_provenance (`dict[str, dict]`, *optional*): skeleton -> where its attached prototype pack came
+            from (source, base model and revision, embedding fingerprint, how it was learned); informational.
         head_type (`str`): "classic" (2 deconvs + 1x1 conv, PoseBH/ViTPose++) or "simple" (ViTPose simple head).
         head_channels (`int`): deconvolution channels of the classic heads (256).
         scale_factor (`int`): upsampling factor of the simple head (4).
@@ -108,6 +112,7 @@ class PoseBHConfig(PreTrainedConfig):
     skeletons: dict[str, dict] | None = None
     extra_prototype_skeletons: list[str] | tuple[str, ...] = ()
     extra_prototype_dataset_index: dict[str, int] | None = None
+    prototype_pack_provenance: dict[str, dict] | None = None
     head_type: str = "classic"
     head_channels: int = 256
     scale_factor: int = 4

@@ -46,7 +46,7 @@ def render_dataset_card(meta: Mapping[str, Any], *, repo_id: str, split: str, em
                         template: str | Path | None = None, splits: list[str] | None = None) -> str:
     """README.md for a dataset repo from the build metadata (``posebh.json`` content); ``splits``: every split in
     the repo (default: just ``split``)."""
-    from .. import __version__
+    from ..version import __version__
 
     skeleton = meta["skeleton"]
     summary = meta.get("summary", {})

@@ -2,14 +2,11 @@
 
 ``evaluate(protocol, gt, pred)`` scores a prediction file with one of :data:`PROTOCOLS` (COCO-style OKS AP for
 coco / ap10k / apt36k / ochuman / pw3d / aic / crowdpose / coco_wholebody, MPII PCKh, InterHand2.6M PCK/AUC/EPE and a
-generic PCK). ``evaluate_model`` (layer 4, imported lazily so that importing this package never pulls in the model
-or pipeline) runs a model over a dataset split and returns the same metrics.
+generic PCK). Running a model over a dataset split is ``posebh_hf.model_evaluation.evaluate_model`` (layer 4: it
+drives the pipeline; also ``posebh_hf.evaluate_model``).
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import Any
 
 from .api import PROTOCOLS, Protocol, evaluate
 from .coco import evaluate_aic, evaluate_coco, evaluate_coco_wholebody, evaluate_crowdpose
@@ -30,7 +27,6 @@ __all__ = [
     "evaluate_coco",
     "evaluate_coco_wholebody",
     "evaluate_crowdpose",
-    "evaluate_model",
     "evaluate_pck",
     "evaluate_pck_auc_epe",
     "evaluate_pckh",
@@ -44,9 +40,3 @@ __all__ = [
     "rescore_instances",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # evaluate_model lives in layer 4 (it drives the pipeline); load it only when asked for.
-    if name == "evaluate_model":
-        return importlib.import_module(f"{__name__}.loop").evaluate_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """Attaching a prototype pack to a PoseBH model, and exporting one skeleton's prototypes as a pack.
 
-Attaching appends the pack's rows [K_s, M, D] to the model's prototype bank and records the skeleton in the config
-(`extra_prototype_skeletons`, `skeletons`, and the expert it routes through in `extra_prototype_dataset_index`), so
+This module reads and checks packs; the model owns its prototype bank and changes it through its own methods
+(`add_prototype_skeleton`, `replace_prototype_skeleton`, `remove_prototype_skeleton`, `list_prototype_skeletons`),
+which record the skeleton, the expert it routes through and the pack's provenance in declared config fields, so
 prototype heatmaps for it come out of the forward pass and `save_pretrained` keeps it. Every incompatibility is
 refused with a `PackCompatibilityError` before the model is touched.
 """
@@ -24,14 +25,15 @@ __all__ = [
     "PackCompatibilityError",
     "attach_prototype_pack",
     "check_pack_compatible",
+    "detach_prototype_pack",
     "embedding_fingerprint",
     "export_prototype_pack",
     "skeleton_dataset_index",
 ]
 
-# Config attribute: {extra skeleton name: dataset_index (expert) its images are routed through}.
+# Declared PoseBHConfig fields the model's prototype-bank methods keep: {extra skeleton: dataset_index (expert)
+# its images are routed through} and {skeleton: provenance of its attached pack}.
 ROUTING_FIELD = "extra_prototype_dataset_index"
-# Config attribute: {extra skeleton name: provenance of the attached pack} (informational, saved with the model).
 PROVENANCE_FIELD = "prototype_pack_provenance"
 
 
@@ -116,73 +118,25 @@ def attach_prototype_pack(model: PoseBHForPoseEstimation, pack: PrototypePack | 
     pack = _resolve_pack(pack, hub_kwargs)
     check_pack_compatible(model, pack, allow_fingerprint_mismatch=allow_fingerprint_mismatch)
     config, name = model.config, pack.name
+    provenance = {"source": pack.source, "base_model": pack.base_model, "base_revision": pack.base_revision,
+                  "embedding_fingerprint": pack.embedding_fingerprint, "learned": dict(pack.learned)}
     if name in config.prototype_skeleton_names:
         if not replace:
             kind = "a dataset with a heatmap head" if name in config.dataset_names else "an attached skeleton"
             raise PackCompatibilityError(f"skeleton {name!r} already exists in this model ({kind}); pass "
                                          "replace=True (--replace) to overwrite its prototypes")
-        if name in config.dataset_names:
-            return _replace_dataset_prototypes(model, pack)
-        _remove_extra_skeleton(model, name)
-    rows = model.add_prototype_skeleton(pack.skeleton, pack.prototypes)
-    _store_exact(model, rows, pack.prototypes)
-    setattr(config, ROUTING_FIELD, {**(getattr(config, ROUTING_FIELD, None) or {}), name: pack.dataset_index})
-    _record_provenance(model, pack)
-    return rows
+        try:
+            return model.replace_prototype_skeleton(name, pack.prototypes, skeleton=pack.skeleton,
+                                                    dataset_index=pack.dataset_index, provenance=provenance)
+        except ValueError as err:  # a headed dataset's keypoints or expert differ from the pack's
+            raise PackCompatibilityError(str(err)) from None
+    return model.add_prototype_skeleton(pack.skeleton, pack.prototypes, dataset_index=pack.dataset_index,
+                                        provenance=provenance)
 
 
-def _replace_dataset_prototypes(model: PoseBHForPoseEstimation, pack: PrototypePack) -> slice:
-    """Overwrite a headed dataset's prototype block; its keypoints and expert are fixed by the head."""
-    name = pack.name
-    own = model.skeleton(name)
-    if own.keypoint_names != pack.skeleton.keypoint_names:
-        raise PackCompatibilityError(f"cannot replace the prototypes of dataset {name!r}: the pack's skeleton has "
-                                     f"keypoints {list(pack.skeleton.keypoint_names)[:4]}... ({pack.num_keypoints}), "
-                                     f"the model's head has {list(own.keypoint_names)[:4]}... ({own.num_keypoints})")
-    expected = model.config.dataset_index_of(name)
-    if pack.dataset_index != expected:
-        raise PackCompatibilityError(f"cannot replace the prototypes of dataset {name!r}: the pack routes through "
-                                     f"dataset_index={pack.dataset_index}, the dataset's expert is {expected}")
-    model.set_skeleton_prototypes(name, pack.prototypes)
-    _store_exact(model, model.prototype_rows(name), pack.prototypes)
-    _record_provenance(model, pack)
-    return model.prototype_rows(name)
-
-
-@torch.no_grad()
-def _store_exact(model: PoseBHForPoseEstimation, rows: slice, prototypes: torch.Tensor) -> None:
-    """Keep a unit-norm pack's values bit for bit (re-normalising moves them by an ulp, so a pack exported from
-    one model and attached to a copy would give heatmaps that differ in the last bit). Rows that are not unit
-    length keep the model's normalised values."""
-    values = prototypes.detach().to(torch.float32)
-    if torch.allclose(values.norm(dim=-1), torch.ones(values.shape[:-1]), rtol=0.0, atol=1e-6):
-        bank = model.keypoint_prototypes.prototypes
-        bank[rows] = values.to(device=bank.device, dtype=bank.dtype)
-
-
-@torch.no_grad()
-def _remove_extra_skeleton(model: PoseBHForPoseEstimation, name: str) -> None:
-    """Drop an attached (head-less) skeleton's rows and config entries, keeping every other block in order."""
-    config = model.config
-    rows = model.prototype_rows(name)
-    bank = model.keypoint_prototypes.prototypes
-    model.keypoint_prototypes.prototypes = torch.cat([bank[: rows.start], bank[rows.stop:]], dim=0)
-    config.extra_prototype_skeletons = [n for n in config.extra_prototype_skeletons if n != name]
-    config.skeletons = {n: s for n, s in config.skeletons.items() if n != name}
-    for field in (ROUTING_FIELD, PROVENANCE_FIELD):
-        table = dict(getattr(config, field, None) or {})
-        table.pop(name, None)
-        setattr(config, field, table)
-    getattr(model, "_skeleton_cache", {}).pop(name, None)
-
-
-def _record_provenance(model: PoseBHForPoseEstimation, pack: PrototypePack) -> None:
-    entry = {"source": pack.source, "base_model": pack.base_model, "base_revision": pack.base_revision,
-             "embedding_fingerprint": pack.embedding_fingerprint, "learned": dict(pack.learned)}
-    table = dict(getattr(model.config, PROVENANCE_FIELD, None) or {})
-    table[pack.name] = entry
-    setattr(model.config, PROVENANCE_FIELD, table)
-    getattr(model, "_skeleton_cache", {}).pop(pack.name, None)
+def detach_prototype_pack(model: PoseBHForPoseEstimation, name: str) -> None:
+    """Remove an attached skeleton (`PoseBHForPoseEstimation.remove_prototype_skeleton`)."""
+    model.remove_prototype_skeleton(name)
 
 
 def export_prototype_pack(model: PoseBHForPoseEstimation, name: str, *, base_model: str | None = None,
@@ -198,7 +152,7 @@ def export_prototype_pack(model: PoseBHForPoseEstimation, name: str, *, base_mod
     config = model.config
     rows = model.prototype_rows(name)
     prototypes = model.keypoint_prototypes.prototypes[rows].detach().to("cpu", torch.float32).clone()
-    provenance = (getattr(config, PROVENANCE_FIELD, None) or {}).get(name, {})
+    provenance = (config.prototype_pack_provenance or {}).get(name) or {}
     if learned is None:
         learned = provenance.get("learned") or {
             "method": "posebh-mdt",

@@ -64,7 +64,7 @@ def _render(template_name: str, card_data: ModelCardData, values: Mapping[str, A
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 
@@ -82,6 +82,8 @@ def render_pack_card(pack: PrototypePack, repo_id: str | None = None) -> str:
         library_name="posebh_hf",
         tags=["posebh", "keypoint-prototypes", "pose-estimation", pack.name],
         base_model=pack.base_model if base_is_repo else None,
+        # the Hub lists the pack under its base model as an adapter (like a LoRA)
+        base_model_relation="adapter" if base_is_repo else None,
     )
     values = {
         "skeleton_name": pack.name, "num_keypoints": pack.num_keypoints, "num_prototypes": pack.num_prototypes,

@@ -141,7 +141,7 @@ class PrototypePack:
     # ------------------------------------------------------------------------------------------ (de)serialisation
     def to_config(self) -> dict[str, Any]:
         """The `prototype_config.json` content."""
-        from .. import __version__  # the package root's version string (no layer import: a plain attribute)
+        from ..version import __version__
 
         return {
             "format": PACK_FORMAT,

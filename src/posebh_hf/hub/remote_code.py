@@ -133,7 +133,7 @@ def _closure(roots: Iterable[str]) -> dict[str, tuple[str, list[str]]]:
 
 
 def _header(module: str) -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return (f"# Generated from {PACKAGE}.{module} ({PACKAGE} {__version__}) for `trust_remote_code=True` loading; only\n"
             f"# its {PACKAGE} imports were rewritten to the sibling files of this repo. Do not edit: regenerate with\n"

@@ -7,7 +7,6 @@ per keypoint, D embedding dim, H x W heatmap size (4h x 4w).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -244,18 +243,27 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
                 raise ValueError(f"no prototypes for {name!r}; this model has prototypes for {known}")
         return requested
 
-    # ------------------------------------------------------------------------------------------- prototype packs
+    # ------------------------------------------------------------------------------------------- prototype bank
+    # The model owns its prototype bank: these methods add, replace, remove and list skeletons (with their routing
+    # and provenance in declared config fields). `posebh_hf.hub` reads, checks and writes prototype packs and calls
+    # them (`hub.attach_prototype_pack(model, "org/pack")`), like PEFT's load/delete adapter pair.
     @torch.no_grad()
-    def add_prototype_skeleton(self, skeleton: Skeleton, prototypes: torch.Tensor | None = None) -> slice:
+    def add_prototype_skeleton(self, skeleton: Skeleton, prototypes: torch.Tensor | None = None, *,
+                               dataset_index: int | None = None, provenance: dict[str, Any] | None = None) -> slice:
         """Attach a head-less skeleton with its prototype block [K_s, M, D] (fresh unit-norm init when None).
 
-        The rows are appended after the existing ones and the skeleton is recorded in
-        `config.extra_prototype_skeletons` / `config.skeletons`, so `save_pretrained` / `from_pretrained` round-trip
-        it. Returns the new rows' slice.
+        The rows are appended after the existing ones; the skeleton, the expert its images are routed through
+        (`dataset_index`, default 0) and `provenance` go into declared config fields, so `save_pretrained` /
+        `from_pretrained` round-trip them. Returns the new rows' slice.
         """
         name = skeleton.name
         if name in self.config.prototype_skeleton_names:
-            raise ValueError(f"skeleton {name!r} already has prototypes in this model; use set_skeleton_prototypes")
+            raise ValueError(f"skeleton {name!r} already has prototypes in this model; use "
+                             "replace_prototype_skeleton")
+        index = 0 if dataset_index is None else int(dataset_index)
+        if not 0 <= index < self.config.num_datasets:
+            raise ValueError(f"dataset_index {index} for {name!r} is not an expert of this model "
+                             f"(0..{self.config.num_datasets - 1})")
         shape = (skeleton.num_keypoints, self.config.num_prototypes, self.config.embed_dim)
         if prototypes is None:
             prototypes = init_unit_prototypes_(torch.empty(shape), self.config.prototype_init_std)
@@ -263,19 +271,79 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
             raise ValueError(f"prototypes for {name!r} must have shape {shape} (K, M, D), got "
                              f"{tuple(prototypes.shape)}")
         rows = self.keypoint_prototypes.append_rows(prototypes)
-        self.config.skeletons = {**self.config.skeletons, name: skeleton.to_dict()}
-        self.config.extra_prototype_skeletons = [*self.config.extra_prototype_skeletons, name]
+        config = self.config
+        config.skeletons = {**config.skeletons, name: skeleton.to_dict()}
+        config.extra_prototype_skeletons = [*config.extra_prototype_skeletons, name]
+        config.extra_prototype_dataset_index = {**(config.extra_prototype_dataset_index or {}), name: index}
+        self._set_provenance(name, provenance)
         return rows
 
-    def attach_prototype_pack(self, pack: Any, replace: bool = False, allow_fingerprint_mismatch: bool = False,
-                              **hub_kwargs: Any) -> slice:
-        """Attach a prototype pack: a `posebh_hf.hub.PrototypePack`, a pack folder or a Hub repo id `org/name`
-        (`revision=`, `token=`, ... go to the download). Checks D, M, similarity and the embedding-head fingerprint;
-        refuses an existing skeleton name unless `replace=True`. Returns the new prototype rows."""
-        # hub/ is layer 4: imported by name at call time so modeling (layer 2) never imports it
-        attach = importlib.import_module("posebh_hf.hub.attach")
-        return attach.attach_prototype_pack(self, pack, replace=replace,
-                                            allow_fingerprint_mismatch=allow_fingerprint_mismatch, **hub_kwargs)
+    @torch.no_grad()
+    def replace_prototype_skeleton(self, name: str, prototypes: torch.Tensor, *, skeleton: Skeleton | None = None,
+                                   dataset_index: int | None = None,
+                                   provenance: dict[str, Any] | None = None) -> slice:
+        """Overwrite the prototypes of skeleton `name` [K_s, M, D]. A dataset with a heatmap head keeps its
+        keypoints and expert (a different `skeleton` or `dataset_index` is refused); an attached skeleton is
+        replaced whole (new keypoints and routing allowed). Returns its rows."""
+        config = self.config
+        if name in config.dataset_names:
+            own = self.skeleton(name)
+            if skeleton is not None and skeleton.keypoint_names != own.keypoint_names:
+                raise ValueError(f"cannot replace the prototypes of dataset {name!r}: the new skeleton has keypoints "
+                                 f"{list(skeleton.keypoint_names)[:4]}... ({skeleton.num_keypoints}), the model's "
+                                 f"head has {list(own.keypoint_names)[:4]}... ({own.num_keypoints})")
+            if dataset_index is not None and int(dataset_index) != config.dataset_index_of(name):
+                raise ValueError(f"cannot replace the prototypes of dataset {name!r}: the replacement routes through "
+                                 f"dataset_index={dataset_index}, the dataset's expert is "
+                                 f"{config.dataset_index_of(name)}")
+            self.set_skeleton_prototypes(name, prototypes)
+            self._set_provenance(name, provenance)
+            return self.prototype_rows(name)
+        if name not in config.extra_prototype_skeletons:
+            raise ValueError(f"no skeleton {name!r} to replace; this model has prototypes for "
+                             f"{config.prototype_skeleton_names}")
+        new_skeleton = skeleton or self.skeleton(name)
+        routing = config.dataset_index_of(name) if dataset_index is None else dataset_index
+        self.remove_prototype_skeleton(name)
+        return self.add_prototype_skeleton(new_skeleton, prototypes, dataset_index=routing, provenance=provenance)
+
+    @torch.no_grad()
+    def remove_prototype_skeleton(self, name: str) -> None:
+        """Detach an attached (head-less) skeleton: its rows, routing and provenance go; every other block keeps
+        its rows in order. Datasets with a heatmap head cannot be removed."""
+        config = self.config
+        if name in config.dataset_names:
+            raise ValueError(f"{name!r} is a dataset with a heatmap head and an expert; only attached prototype "
+                             f"skeletons can be removed ({list(config.extra_prototype_skeletons)})")
+        if name not in config.extra_prototype_skeletons:
+            raise ValueError(f"no attached skeleton {name!r}; attached: {list(config.extra_prototype_skeletons)}")
+        self.keypoint_prototypes.remove_rows(self.prototype_rows(name))
+        config.extra_prototype_skeletons = [n for n in config.extra_prototype_skeletons if n != name]
+        config.skeletons = {n: s for n, s in config.skeletons.items() if n != name}
+        config.extra_prototype_dataset_index = {
+            n: i for n, i in (config.extra_prototype_dataset_index or {}).items() if n != name}
+        self._set_provenance(name, None, drop=True)
+        if config.default_skeletons and name in config.default_skeletons:
+            config.default_skeletons = [n for n in config.default_skeletons if n != name] or None
+
+    def list_prototype_skeletons(self) -> list[dict[str, Any]]:
+        """Every skeleton with prototypes, in row order: name, rows, keypoints, expert, whether it has a heatmap
+        head, and the provenance of an attached pack."""
+        config = self.config
+        provenance = config.prototype_pack_provenance or {}
+        return [{"name": name, "rows": [start, stop], "num_keypoints": stop - start,
+                 "dataset_index": config.dataset_index_of(name), "has_head": name in config.dataset_names,
+                 "provenance": provenance.get(name)}
+                for name, (start, stop) in config.prototype_offsets.items()]
+
+    def _set_provenance(self, name: str, provenance: dict[str, Any] | None, drop: bool = False) -> None:
+        table = dict(self.config.prototype_pack_provenance or {})
+        if drop:
+            table.pop(name, None)
+        elif provenance is not None:
+            table[name] = dict(provenance)
+        self.config.prototype_pack_provenance = table or None
+        self._skeleton_cache.pop(name, None)
 
     @torch.no_grad()
     def set_skeleton_prototypes(self, name: str, prototypes: torch.Tensor) -> None:

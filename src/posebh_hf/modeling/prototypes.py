@@ -35,6 +35,17 @@ def init_unit_prototypes_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tens
     return tensor
 
 
+
+def _unit_rows(values: torch.Tensor) -> torch.Tensor:
+    """[k, M, D] rows L2-normalised in float32. Rows that are already unit length (a pack exported from a model)
+    keep their values bit for bit: normalising again moves them by an ulp, so a pack attached to a copy of its
+    model would give heatmaps that differ in the last bit."""
+    values = values.detach().float()
+    norms = values.norm(dim=-1)
+    if torch.allclose(norms, torch.ones_like(norms), rtol=0.0, atol=1e-6):
+        return values.clone()
+    return F.normalize(values, dim=-1)
+
 class KeypointPrototypes(nn.Module):
     """The prototype bank `prototypes` [K, M, D] and optional cluster bank `cluster_prototypes` [C, M, D].
 
@@ -83,7 +94,7 @@ class KeypointPrototypes(nn.Module):
         """Append k new rows [k, M, D] (stored L2-normalised) and return their slice of the bank."""
         self._check_rows(rows, "append_rows")
         start = self.prototypes.shape[0]
-        rows = F.normalize(rows.detach().float(), dim=-1).to(self.prototypes)
+        rows = _unit_rows(rows).to(self.prototypes)
         self.prototypes = torch.cat([self.prototypes, rows], dim=0)
         return slice(start, start + rows.shape[0])
 
@@ -94,7 +105,13 @@ class KeypointPrototypes(nn.Module):
         n = len(range(*rows.indices(self.prototypes.shape[0])))
         if values.shape[0] != n:
             raise ValueError(f"set_rows: {values.shape[0]} rows given for a block of {n} rows")
-        self.prototypes[rows] = F.normalize(values.detach().float(), dim=-1).to(self.prototypes)
+        self.prototypes[rows] = _unit_rows(values).to(self.prototypes)
+
+    @torch.no_grad()
+    def remove_rows(self, rows: slice) -> None:
+        """Drop the block `rows`; the blocks after it move up (their owners' offsets come from the config)."""
+        bank = self.prototypes
+        self.prototypes = torch.cat([bank[: rows.start], bank[rows.stop:]], dim=0)
 
     @torch.no_grad()
     def set_cluster_prototypes(self, bank: torch.Tensor) -> None:

@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic_files import write_json_atomically
-from ..geometry import box_to_center_scale, sanitize_box_xywh
-from ..skeletons import Skeleton, get_skeleton
-from .api import PROTOCOLS, evaluate
-from .errors import EvaluationInputError
-from .io import load_json
-from .oks import oks_nms, rescore_instances
-from .pckh import MpiiGroundTruth, pckh_metrics
+from .atomic_files import write_json_atomically
+from .evaluation.api import PROTOCOLS, evaluate
+from .evaluation.errors import EvaluationInputError
+from .evaluation.io import load_json
+from .evaluation.oks import oks_nms, rescore_instances
+from .evaluation.pckh import MpiiGroundTruth, pckh_metrics
+from .geometry import box_to_center_scale, sanitize_box_xywh
+from .skeletons import Skeleton, get_skeleton
 
 __all__ = ["dataset_to_coco", "evaluate_model", "predict_instances"]
 
@@ -48,7 +48,7 @@ def _as_pipeline(model: Any, batch_size: int) -> Any:
     import torch  # noqa: PLC0415 - layer-4 dependencies load only when a model is evaluated
 
     if isinstance(model, torch.nn.Module):
-        from ..pipeline import PoseBHPipeline  # noqa: PLC0415
+        from .pipeline import PoseBHPipeline  # noqa: PLC0415
 
         return PoseBHPipeline(model, batch_size=batch_size)
     return model
@@ -70,7 +70,7 @@ def _stored_images(dataset: Any) -> Any:
 def _pixels(image: Any) -> Any:
     """Raw image values (``{"bytes", "path"}``, bytes, a path) -> RGB uint8 in stored orientation; others as given."""
     if isinstance(image, (Mapping, bytes, bytearray, memoryview, str, Path)):
-        from ..data.image_io import decode_image  # noqa: PLC0415 - OpenCV only when raw images are evaluated
+        from .data.image_io import decode_image  # noqa: PLC0415 - OpenCV only when raw images are evaluated
 
         return decode_image(image)
     return image
@@ -163,7 +163,7 @@ def predict_instances(
     flip = bool(flip) and skeleton.allows_flip
     options: dict[str, Any] = {}
     if "torch" in sys.modules:  # a PoseBHPipeline exists only once torch is imported
-        from ..pipeline import PoseBHPipeline  # noqa: PLC0415
+        from .pipeline import PoseBHPipeline  # noqa: PLC0415
 
         options = {"clip_scores": False} if isinstance(pipe, PoseBHPipeline) else {}
 
