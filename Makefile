@@ -20,7 +20,7 @@ LOCK_APP := locks/app.txt
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-app demo predict test test-slow lint lock lock-check clean
+.PHONY: venv venv-app venv-timm demo predict test test-slow test-timm lint lock lock-check clean
 
 # $(1): the lock. torch (with its dependencies, so a CUDA build brings its nvidia-* wheels), then the lock exactly
 # (hash-checked, no resolution), then this package in editable mode with the lock's setuptools, then `pip check`.
@@ -58,6 +58,25 @@ demo: venv-app
 test: venv
 	$(PY) -m pytest -q -rs --timeout 900 $(PYTEST_ARGS)
 
+# The timm extra (`posebh convert timm`, `model.init: timm:NAME`) in its own venv. timm imports torchvision, whose
+# compiled ops must match torch: PyPI has no CPU torchvision for this project's CPU torch 2.13.0 wheel (0.28.0 is a
+# CUDA build that fails with "operator torchvision::nms does not exist"), while torch 2.14.1 + torchvision 0.29.1
+# (a CUDA build that runs on the CPU) import and pass the timm tests. docs/install.md, "The timm extra".
+VENV_TIMM ?= .venv-timm
+TIMM_TORCH ?= torch==2.14.1 torchvision==0.29.1
+TIMM_VERSION ?= 1.0.31
+venv-timm:
+	test -x $(VENV_TIMM)/bin/python || python3 -m venv $(VENV_TIMM)
+	$(VENV_TIMM)/bin/pip install -q $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TIMM_TORCH)
+	$(VENV_TIMM)/bin/pip install -q --require-hashes --no-deps -r $(LOCK_ALL)
+	$(VENV_TIMM)/bin/pip install -q --no-deps --no-build-isolation -e .
+	$(VENV_TIMM)/bin/pip install -q timm==$(TIMM_VERSION)
+	$(VENV_TIMM)/bin/pip check
+	$(VENV_TIMM)/bin/python -c "import torch, torchvision, timm; from transformers import VitPoseBackbone; import posebh_hf; print('timm', timm.__version__, 'torch', torch.__version__, 'torchvision', torchvision.__version__)"
+
+test-timm: venv-timm
+	$(VENV_TIMM)/bin/python -m pytest -q -rs tests/test_conversion_timm.py tests/test_training_model_init.py $(PYTEST_ARGS)
+
 test-slow: venv
 	$(PY) -m pytest -q -rs -m slow --timeout 3600 $(PYTEST_ARGS)
 
@@ -67,7 +86,7 @@ lint: venv
 # Re-resolve the locks from pyproject.toml (PyPI; keeps the pinned versions that still fit, `make lock UPGRADE=1`
 # moves everything to the newest allowed). For CPython 3.11 on Linux x86_64, torch excluded (installed first).
 UV := $(VENV)/bin/uv
-UV_COMPILE = $(UV) pip compile -q pyproject.toml locks/build.in --python-version 3.11 \
+UV_COMPILE = $(UV) pip compile -q pyproject.toml locks/build.in -c constraints.txt --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --generate-hashes --no-emit-package torch \
 	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) \
 	$(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL) --index-strategy unsafe-best-match,$(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS)))
