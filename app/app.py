@@ -1,7 +1,7 @@
 """PoseBH Gradio demo: an image -> person/animal boxes -> keypoints for several skeletons side by side.
 
 Run it with `posebh demo [--model PATH_OR_REPO]`, `python app/app.py`, or push this folder as a Space (with
-`hub_cards/space_README.md` as its README.md). It imports only the public API of `posebh_hf` (pipeline +
+`src/posebh_hf/hub_cards/space_README.md` as its README.md). It imports only the public API of `posebh_hf` (pipeline +
 visualize); the small `demo_*` modules beside it hold the UI-free logic (limits, boxes, detectors, examples).
 
 Model: `--model` / `POSEBH_MODEL`, else `default_model/` beside this file, else a random tiny model under a

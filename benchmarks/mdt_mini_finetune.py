@@ -177,7 +177,7 @@ def render_table(results: Sequence[dict[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------------------------- default model
 APP_MODEL = ROOT / "app" / "default_model"
-CARD = ROOT / "hub_cards" / "default_model_card.md"
+CARD = ROOT / "src" / "posebh_hf" / "hub_cards" / "default_model_card.md"
 HEAD_DATA = {
     "lspe": "LSPe, 7961 people (`lspe_train_full.json`)",
     "coco": "coco_mini, 117 people in 40 COCO photos",

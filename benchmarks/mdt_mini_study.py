@@ -442,7 +442,7 @@ def write_trainval(shared: Path = SHARED, out: Path = TRAINVAL) -> dict[str, int
 
 # ----------------------------------------------------------------------------------------------- default model export
 APP_MODEL = ROOT / "app" / "default_model"
-CARD = ROOT / "hub_cards" / "study_default_model_card.md"  # the first (study) default model
+CARD = ROOT / "src" / "posebh_hf" / "hub_cards" / "study_default_model_card.md"  # the first (study) default model
 DEFAULT_RUN = ROOT / "outputs" / "mdt_mini" / "default_model"
 DATA_NOTES = {
     "coco": ("coco_mini, CC BY 2.0 images only", "COCO 2017 person keypoints via GitHub `Obmutescence/COCO-MINI`, "
@@ -518,7 +518,7 @@ def export_default(run: Path = DEFAULT_RUN, out: Path = APP_MODEL) -> Path:
 
 
 def render_default_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, card_data_cls: Any) -> str:
-    """README.md of app/default_model from hub_cards/default_model_card.md."""
+    """README.md of app/default_model from src/posebh_hf/hub_cards/default_model_card.md."""
     results = load_results()
     variant = data.get("variant_of_study") or _default_variant()
     agg = aggregate([r for r in results if r.variant == variant]).get(variant, {})

@@ -15,7 +15,7 @@ PUBLIC_MODULES = {"posebh_hf", "posebh_hf.pipeline", "posebh_hf.visualize", "pos
 
 
 def space_header() -> dict:
-    text = (REPO / "hub_cards" / "space_README.md").read_text(encoding="utf-8")
+    text = (REPO / "src" / "posebh_hf" / "hub_cards" / "space_README.md").read_text(encoding="utf-8")
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n")[1])
 

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "atomic_files": 0,
     "images": 0,
     "version": 0,
+    "templates": 0,
     "codecs": 1,
     "transforms": 1,
     "ops": 1,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ import datasets
 from datasets.table import embed_table_storage
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
+from ..templates import card_template
 from .build import SIDECAR, load_pose_dataset
 from .features import metadata_from_description
 
@@ -36,10 +36,8 @@ _FALLBACK_TEMPLATE = ("---\n{{ card_data }}\n---\n\n# {{ pretty_name }}\n\n{{ so
 
 
 def find_card_template(name: str = "dataset_card.md") -> Path | None:
-    """``hub_cards/<name>`` from ``$POSEBH_HUB_CARDS`` or the source checkout; None when neither has it."""
-    folders = [Path(os.environ["POSEBH_HUB_CARDS"])] if os.environ.get("POSEBH_HUB_CARDS") else []
-    folders.append(Path(__file__).resolve().parents[3] / "hub_cards")  # <repo>/src/posebh_hf/data/push.py
-    return next((f / name for f in folders if (f / name).is_file()), None)
+    """``hub_cards/<name>`` from ``$POSEBH_HUB_CARDS`` or the package data; None when neither has it."""
+    return card_template(name)
 
 
 def render_dataset_card(meta: Mapping[str, Any], *, repo_id: str, split: str, embedded: bool = True,

@@ -1,20 +1,21 @@
 """Model and prototype-pack cards, rendered from the Jinja templates in `hub_cards/` with huggingface_hub's
 `ModelCard.from_template` (the YAML header comes from `ModelCardData`).
 
-The templates live at the repository root (`hub_cards/`), outside the package. A source checkout or editable install
-finds them next to `src/`; `POSEBH_HUB_CARDS=/path/to/hub_cards` points elsewhere. An installed wheel without them
-falls back to a short built-in card, so exporting never fails for want of a template.
+The templates ship inside the package (`posebh_hf/hub_cards/`, package data read with `importlib.resources`), so a
+wheel renders the same cards as a checkout; `POSEBH_HUB_CARDS=/path/to/folder` uses your own templates instead. A
+short built-in card remains the last resort, so exporting never fails for want of a template.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import ModelCard, ModelCardData
+
+from ..templates import card_template
 
 if TYPE_CHECKING:
     from ..configuration_posebh import PoseBHConfig
@@ -43,15 +44,8 @@ class ResultRow:
 
 
 def find_template(name: str) -> Path | None:
-    """`hub_cards/<name>` from $POSEBH_HUB_CARDS or the source checkout; None when neither has it."""
-    candidates = []
-    if os.environ.get("POSEBH_HUB_CARDS"):
-        candidates.append(Path(os.environ["POSEBH_HUB_CARDS"]))
-    candidates.append(Path(__file__).resolve().parents[3] / "hub_cards")  # <repo>/src/posebh_hf/hub/cards.py
-    for folder in candidates:
-        if (folder / name).is_file():
-            return folder / name
-    return None
+    """`hub_cards/<name>` from $POSEBH_HUB_CARDS or the package data; None when neither has it."""
+    return card_template(name)
 
 
 def _render(template_name: str, card_data: ModelCardData, values: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""PoseBH model repos: `save_pretrained` + a model card from `hub_cards/` (+ optional standalone remote code), and
+"""PoseBH model repos: `save_pretrained` + a model card from `src/posebh_hf/hub_cards/` (+ optional standalone remote code), and
 pushing them to the Hub.
 
 `from_pretrained` needs nothing from here: after `import posebh_hf`, `AutoModel.from_pretrained("org/name",

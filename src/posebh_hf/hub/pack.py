@@ -5,7 +5,7 @@ A pack folder (or Hub repo) holds exactly:
   prototype_config.json    format version, the full skeleton definition, K, M, D, similarity mode, the base model
                            (repo id + revision), the fingerprint of the embedding head the prototypes live in,
                            how they were learned, and the `dataset_index` (expert) the skeleton routes through
-  README.md                a model card rendered from hub_cards/pack_card.md
+  README.md                a model card rendered from src/posebh_hf/hub_cards/pack_card.md
 
 Only safetensors payloads are read (never pickles). Every problem is a `PackError` naming the file and the field.
 Attaching a pack to a model is `posebh_hf.hub.attach`.
