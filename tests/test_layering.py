@@ -38,6 +38,8 @@ LAYERS: dict[str, int] = {
     "hub": 4,
     "training": 4,
     "pipeline": 4,
+    "pose_results": 4,
+    "pipeline_task": 4,
     "visualize": 4,
     "model_evaluation": 4,
     "cli": 5,

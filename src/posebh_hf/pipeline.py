@@ -23,10 +23,11 @@ from PIL import Image
 from .codecs import flip_back_heatmaps_torch
 from .images import MAX_IMAGE_PIXELS, ImageReadError
 from .images import load_image as read_image
+from .pose_results import KeypointSet, PoseInstance, PoseResult
 from .processing_posebh import PoseBHImageProcessor, to_rgb_array, validate_boxes
 from .skeletons import Skeleton
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageReadError", "PoseBHPipeline", "load_image", "results_to_json"]
+__all__ = ["MAX_IMAGE_PIXELS", "ImageReadError", "PoseBHPipeline", "PoseResult", "load_image", "results_to_json"]
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -135,20 +136,77 @@ class PoseBHPipeline:
                 exceed 1 slightly; `evaluate_model` passes False to rescore with the raw values as mmpose does.
 
         Returns a list, one item per box, of `{skeleton_name: {"keypoints": [K, 2] image px, "scores": [K]}}`.
+        (`predict` takes several images and returns `PoseResult` objects.)
         """
+        array = self._as_array(image)
+        box_array = self._boxes_for(array, boxes)
+        names = self._skeletons(skeletons)
+        return self._run([array], [box_array], names, flip, clip_scores)[0]
+
+    def predict(self, images: Any, boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
+                skeletons: Sequence[str] | None = None, flip: bool = True,
+                box_scores: Sequence[Sequence[float] | None] | None = None,
+                image_names: Sequence[str] | None = None) -> list[PoseResult]:
+        """One `PoseResult` per image; every crop of every image goes through the model in batches of
+        `batch_size`.
+
+        Args:
+            images: one image or a list: paths, PIL images, RGB arrays or encoded bytes.
+            boxes: per image, its [x, y, w, h] boxes, or None for the whole image (default: whole images).
+            skeletons: skeleton names (default: the model's `skeletons_to_draw`).
+            flip: flip test where the skeleton allows it.
+            box_scores: per image, the detector's score of each box (kept in the result), or None.
+            image_names: how each image is named in the results (default: its path, else "image_<i>").
+        """
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        if boxes is not None and len(boxes) != len(items):
+            raise ValueError(f"got {len(items)} images but boxes for {len(boxes)}; pass one list (or None) per image")
+        arrays = [self._as_array(item) for item in items]
+        box_arrays = [self._boxes_for(a, None if boxes is None else boxes[i]) for i, a in enumerate(arrays)]
+        names = self._skeletons(skeletons or self.model.config.skeletons_to_draw)
+        per_image = self._run(arrays, box_arrays, names, flip, clip_scores=True)
+        results = []
+        for i, (array, box_array, per_box) in enumerate(zip(arrays, box_arrays, per_image, strict=True)):
+            scores = None if box_scores is None else box_scores[i]
+            name = (image_names[i] if image_names is not None else
+                    str(items[i]) if isinstance(items[i], (str, Path)) else f"image_{i}")
+            instances = [PoseInstance(
+                box=tuple(float(v) for v in box), box_score=None if scores is None else float(scores[j]),
+                skeletons={n: KeypointSet(self.skeleton(n), pred[n]["keypoints"], pred[n]["scores"])
+                           for n in names})
+                for j, (box, pred) in enumerate(zip(box_array, per_box, strict=True))]
+            results.append(PoseResult(name, int(array.shape[1]), int(array.shape[0]), instances, names, array))
+        return results
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    @staticmethod
+    def _as_array(image: Any) -> np.ndarray:
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8):
             image = read_image(image)  # a path/bytes (EXIF applied), or a PIL image / non-uint8 array (16-bit scaled)
-        array = to_rgb_array(image)
+        return to_rgb_array(image)
+
+    @staticmethod
+    def _boxes_for(array: np.ndarray, boxes: Sequence[Sequence[float]] | None) -> np.ndarray:
         height, width = array.shape[:2]
-        box_array = (np.array([[0.0, 0.0, width, height]], np.float32) if boxes is None
-                     else validate_boxes(boxes, width, height))
+        return (np.array([[0.0, 0.0, width, height]], np.float32) if boxes is None
+                else validate_boxes(boxes, width, height))
+
+    def _skeletons(self, skeletons: Sequence[str] | None) -> list[str]:
         names = list(skeletons) if skeletons else list(self.model.config.dataset_names)
         unknown = [n for n in names if n not in self.skeleton_names]
         if unknown:
             raise ValueError(f"unknown skeleton(s) {unknown}; this model serves {self.skeleton_names}")
-        results: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in range(len(box_array))]
-        if len(box_array) == 0:
+        return names
+
+    def _run(self, arrays: list[np.ndarray], box_arrays: list[np.ndarray], names: list[str], flip: bool,
+             clip_scores: bool) -> list[list[dict[str, dict[str, np.ndarray]]]]:
+        """Per image, per box, per skeleton: keypoints [K, 2] and scores [K]. The crops of all images are cut
+        once per crop mode and run through each expert group in batches of `batch_size`."""
+        results: list[list[dict[str, dict[str, np.ndarray]]]] = [[{} for _ in b] for b in box_arrays]
+        flat_boxes = np.concatenate(box_arrays) if box_arrays else np.zeros((0, 4), np.float32)
+        if len(flat_boxes) == 0:
             return results
+        owner = [(i, j) for i, b in enumerate(box_arrays) for j in range(len(b))]
         groups: dict[tuple[str, int], list[str]] = {}
         for name in names:
             key = (self.image_processor.decoding_for(name), self.routing_index(name))
@@ -156,14 +214,14 @@ class PoseBHPipeline:
         crops_by_mode: dict[str, torch.Tensor] = {}
         for (mode, index), group in groups.items():
             if mode not in crops_by_mode:
-                crops_by_mode[mode] = self.image_processor([array], [box_array], udp=mode == "udp")["pixel_values"]
+                crops_by_mode[mode] = self.image_processor(arrays, box_arrays, udp=mode == "udp")["pixel_values"]
             heatmaps = self._heatmaps(crops_by_mode[mode], group, index, flip)
             for name in group:
-                keypoints, scores = self.image_processor.keypoints_from_heatmaps(heatmaps[name], box_array, name)
+                keypoints, scores = self.image_processor.keypoints_from_heatmaps(heatmaps[name], flat_boxes, name)
                 if clip_scores:
                     scores = np.clip(scores, 0.0, 1.0)
-                for i in range(len(box_array)):
-                    results[i][name] = {"keypoints": keypoints[i], "scores": scores[i]}
+                for row, (i, j) in enumerate(owner):
+                    results[i][j][name] = {"keypoints": keypoints[row], "scores": scores[row]}
         return results
 
 

@@ -1,4 +1,7 @@
-"""`posebh predict IMAGE... --model PATH [--skeleton NAME ...] [--box X,Y,W,H ...] [--no-flip] [--out-dir DIR]`.
+"""`posebh predict IMAGE|FOLDER|GLOB... --model PATH [--skeleton NAME ...] [--box X,Y,W,H ...] [--no-flip] [--out-dir DIR]`.
+
+Prints one JSON object per image (JSON Lines, `PoseResult.to_json()`), in input order, as each chunk of images is
+done; folders give their image files (sorted, not recursive), glob patterns their matches.
 
 Images are read with `posebh_hf.images.load_image` (EXIF orientation applied, 16-bit images scaled), so sizes, boxes
 and keypoints refer to the photo as it is shown; scores in the JSON are clipped to [0, 1]."""
@@ -6,7 +9,7 @@ and keypoints refer to the photo as it is shown; scores in the JSON are clipped 
 from __future__ import annotations
 
 import argparse
-import json
+import glob
 import math
 import os
 import sys
@@ -71,8 +74,33 @@ def write_png_atomic(path: Path, image_rgb: np.ndarray) -> None:
     write_atomically(path, lambda tmp: Image.fromarray(image_rgb).save(tmp, format="PNG"))
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+CHUNK = 8  # images per model call: their crops are batched together, memory stays bounded
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given; a folder -> its image files (sorted, not recursive); a glob pattern -> its matches (sorted).
+    Nothing found for an argument is an error naming it."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"folder {item} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(found)
+        elif not path.exists() and any(ch in item for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                raise ValueError(f"pattern {item!r} matches no files")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import PoseBHPipeline, load_image, results_to_json  # noqa: PLC0415
+    from ..pipeline import PoseBHPipeline, load_image  # noqa: PLC0415
     from ..visualize import draw_instances  # noqa: PLC0415
 
     model_path = args.model or default_model_dir()
@@ -85,37 +113,42 @@ def run(args: argparse.Namespace) -> int:
     from ..processing_posebh import validate_boxes  # noqa: PLC0415
 
     hf_logging.disable_progress_bar()
-    # Validate every input (images, skeletons, boxes) before the slow model load.
+    # Validate the inputs we can before the slow model load: skeletons, then every image's header and boxes.
     config = PoseBHConfig.from_pretrained(str(model_path))
-    served = list(config.dataset_names) + list(getattr(config, "extra_prototype_skeletons", None) or [])
+    served = list(config.dataset_names) + list(config.extra_prototype_skeletons or [])
     skeletons = args.skeleton or config.skeletons_to_draw  # the model's default_skeletons, else every head
     unknown = [s for s in skeletons if s not in served]
     if unknown:
         raise ValueError(f"unknown skeleton(s) {unknown}; the model serves {served}")
-    images = [(path, load_image(path)) for path in args.images]
-    for path, array in images:
-        validate_boxes(args.box or [], array.shape[1], array.shape[0], where=str(path))
+    paths = expand_inputs(args.images)
     pipe = PoseBHPipeline.from_pretrained(str(model_path))
-    outputs = []
-    for path, array in images:
-        boxes = args.box or None
-        results = pipe(array, boxes=boxes, skeletons=skeletons, flip=args.flip)
-        height, width = array.shape[:2]
-        outputs.append(results_to_json(results, boxes, skeletons, pipe, str(path), width, height))
-        if args.out_dir:
-            box_list = boxes or [[0, 0, width, height]]
-            for name in skeletons:
-                instances = [{"bbox": b, **r[name]} for b, r in zip(box_list, results, strict=True)]
-                overlay = draw_instances(array, instances, pipe.skeleton(name), score_threshold=args.threshold)
-                write_png_atomic(Path(args.out_dir) / f"{Path(path).stem}_{name}.png", overlay)
-    json.dump(outputs if len(outputs) > 1 else outputs[0], sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    for start in range(0, len(paths), CHUNK):
+        chunk = paths[start:start + CHUNK]
+        arrays = [load_image(path) for path in chunk]
+        for path, array in zip(chunk, arrays, strict=True):
+            validate_boxes(args.box or [], array.shape[1], array.shape[0], where=str(path))
+        results = pipe.predict(arrays, boxes=[args.box] * len(arrays) if args.box else None, skeletons=skeletons,
+                               flip=args.flip, image_names=[str(p) for p in chunk])
+        for path, result in zip(chunk, results, strict=True):
+            sys.stdout.write(result.to_json() + "\n")  # JSON Lines: one object per image, as soon as it is done
+            if args.out_dir:
+                _write_overlays(Path(args.out_dir), path, result, pipe, skeletons, args.threshold, draw_instances)
+        sys.stdout.flush()
     return 0
 
 
+def _write_overlays(out_dir: Path, path: Path, result, pipe, skeletons, threshold: float, draw_instances) -> None:
+    for name in skeletons:
+        instances = [{"bbox": list(inst.box), "keypoints": inst.skeletons[name].xy,
+                      "scores": inst.skeletons[name].scores} for inst in result.instances]
+        overlay = draw_instances(result.image, instances, pipe.skeleton(name), score_threshold=threshold)
+        write_png_atomic(out_dir / f"{path.stem}_{name}.png", overlay)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("predict", help="keypoints for images (JSON to stdout, overlays to --out-dir)")
-    parser.add_argument("images", nargs="+", help="image files")
+    parser = subparsers.add_parser("predict", help="keypoints for images (JSON Lines to stdout, overlays to --out-dir)")
+    parser.add_argument("images", nargs="+", help="image files, folders (their images) or glob patterns; one JSON "
+                        "object per image is printed (JSON Lines)")
     parser.add_argument("--model", help="PoseBH model folder (default: the embedded default model / $POSEBH_MODEL)")
     parser.add_argument("--skeleton", action="append", help="skeleton to predict (repeatable; default: the model's default_skeletons, else every head)")
     parser.add_argument("--box", action="append", type=parse_box, help="X,Y,W,H box (repeatable; default: whole image)")
