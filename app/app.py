@@ -27,7 +27,14 @@ import gradio as gr  # noqa: E402
 from demo_detect import BoxFinder, HubDetector  # noqa: E402
 from demo_examples import example_images  # noqa: E402
 from demo_inputs import MAX_FILE_BYTES, InputError, add_corner, load_image, parse_boxes  # noqa: E402
-from demo_model import DETECTOR_ENV, RANDOM_MODEL_BANNER, ModelChoice, choose_model, load_pipeline  # noqa: E402
+from demo_model import (  # noqa: E402
+    DETECTOR_ENV,
+    RANDOM_MODEL_BANNER,
+    ModelChoice,
+    choose_model,
+    load_pipeline,
+    model_note,
+)
 from demo_predict import OverlayFiles, check_skeletons, choose_boxes, run_prediction  # noqa: E402
 
 logger = logging.getLogger("posebh.demo")
@@ -123,6 +130,15 @@ def on_click(pending: list[float] | None, boxes_text: str | None, evt: gr.Select
     return pending, text, message, gr.update(value="boxes")
 
 
+def on_gpu(fn):
+    """`spaces.GPU` on a Hugging Face ZeroGPU Space (the `spaces` package is there), unchanged elsewhere."""
+    try:
+        import spaces  # noqa: PLC0415
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)
+
+
 def header_markdown(ctx: DemoContext) -> str:
     names = ", ".join(f"`{n}`" for n in ctx.pipe.skeleton_names)
     return (
@@ -147,6 +163,7 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
     with gr.Blocks(title="PoseBH demo", delete_cache=(600, 1800)) as demo:
         gr.Markdown(RANDOM_MODEL_BANNER, visible=choice.is_random, elem_id="random-model-warning")
         gr.Markdown(header_markdown(ctx))
+        gr.Markdown(model_note(choice), elem_id="model-note")
         pending = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1):
@@ -170,6 +187,7 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
         if examples:
             gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples", examples_per_page=12)
 
+        @on_gpu
         def predict_endpoint(image_path: str | None, box_mode: str, boxes_text: str | None,
                              skeletons: list[str] | None, flip: bool, threshold: float):
             return predict(ctx, image_path, box_mode, boxes_text, skeletons, flip, threshold)

@@ -44,6 +44,44 @@ class ModelChoice:
         return f"`{self.source}` (from {where})"
 
 
+PAPER = "https://arxiv.org/abs/2505.17475"
+CODE = "https://github.com/uyoung-jeong/PoseBH"
+REAL_WEIGHTS = (
+    f"**Real weights:** the official PoseBH / ViTPose++ checkpoints ([code and checkpoints]({CODE})), converted "
+    "with `posebh convert official --src posebh_base.pth --dst posebh-vit-b/`, then "
+    "`posebh demo --model posebh-vit-b/`. Paper: [PoseBH, CVPR 2025]" f"({PAPER})."
+)
+
+
+def card_numbers(model_dir: Path) -> dict[str, str]:
+    """PCK@0.2 rows of the default model's card (`| `head` | val crops | PCK | AP |`): {"head on crops": value}."""
+    card = model_dir / "README.md"
+    if not card.is_file():
+        return {}
+    out = {}
+    for line in card.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`") and cells[2].replace(".", "", 1).isdigit():
+            out[f"{cells[0].strip('`')} on {cells[1]}"] = cells[2]
+    return out
+
+
+def model_note(choice: ModelChoice, default_dir: Path | None = None) -> str:
+    """The note the page shows under its title: what the model is and where real weights come from."""
+    default_dir = DEFAULT_MODEL_DIR if default_dir is None else default_dir
+    if choice.is_random:
+        return REAL_WEIGHTS
+    if choice.origin != "default":
+        return f"**Model:** `{choice.source}`. " + REAL_WEIGHTS
+    numbers = card_numbers(default_dir)
+    shown = [f"{key}: {numbers[key]}" for key in ("lspe on lspe", "coco on lspe (12 shared joints)") if key in numbers]
+    measured = (" Val PCK@0.2 (x100) " + "; ".join(shown) + "." if shown else "")
+    return ("**About this model:** the embedded default is a *small* ViTPose++ (6 layers x 192 wide, 4.2 M "
+            "parameters) trained from random weights on **2 CPU cores** on a few thousand people and animals "
+            f"(`app/default_model/README.md`).{measured} It finds rough poses on clear, upright people and misses "
+            "many keypoints; it is far weaker than the released models. " + REAL_WEIGHTS)
+
+
 def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 

@@ -171,3 +171,14 @@ def test_shared_examples_are_added_without_duplicates(tmp_path):
     names = [p.name for p in demo_examples.example_images(folder)]
     assert names == ["astronaut.png", "chelsea.png", "new.jpg"]
     assert demo_examples.shared_examples(tmp_path / "absent") == []
+
+
+def test_the_page_says_what_the_default_model_is_and_where_real_weights_are():
+    choice = demo_model.choose_model(None, env={})
+    note = demo_model.model_note(choice)
+    if choice.origin == "default":
+        numbers = demo_model.card_numbers(demo_model.DEFAULT_MODEL_DIR)
+        assert numbers["lspe on lspe"] in note and "2 CPU cores" in note and "small" in note
+    assert "posebh convert official --src" in note and "arxiv.org/abs/2505.17475" in note
+    other = demo_model.model_note(demo_model.ModelChoice("org/real-model", "argument"))
+    assert "`org/real-model`" in other and "2 CPU cores" not in other

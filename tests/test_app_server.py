@@ -99,7 +99,7 @@ def test_typed_boxes_give_one_instance_each(server):
 @pytest.mark.parametrize(("kind", "message"), [
     ("text", "is not an image this demo can read"),
     ("truncated", "could not be decoded"),
-    ("pixels", "Please downscale it"),
+    ("pixels", "downscale it"),
     ("boxes", "is not 'x, y, w, h'"),
     ("no_skeleton", "Choose at least one skeleton"),
 ])
