@@ -84,3 +84,6 @@ def register_pipeline_task() -> None:
         return
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=KeypointDetectionPipeline,
                                         pt_model=AutoModelForPoseEstimation, type="image")
+
+
+register_pipeline_task()  # importing this module is what `import posebh_hf` relies on

@@ -177,3 +177,15 @@ class PoseBHImageProcessor(BaseImageProcessor):
                 i += 1
             results.append(per_image)
         return results
+
+
+def _register_image_processor() -> None:
+    """`AutoImageProcessor.from_pretrained` on a PoseBH folder (idempotent; run when this module is imported)."""
+    from transformers import AutoImageProcessor  # noqa: PLC0415
+
+    from .configuration_posebh import PoseBHConfig  # noqa: PLC0415
+
+    AutoImageProcessor.register(PoseBHConfig, slow_image_processor_class=PoseBHImageProcessor, exist_ok=True)
+
+
+_register_image_processor()

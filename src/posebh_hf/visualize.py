@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
 from .skeletons import Skeleton
@@ -37,6 +36,8 @@ def draw_pose(
     label: str | None = None,
 ) -> np.ndarray:
     """Overlay one instance. keypoints [K, 2] image pixels, scores [K]; points below the threshold are not drawn."""
+    import cv2  # noqa: PLC0415 - OpenCV only when drawing (`posebh predict --threshold` checks stay light)
+
     canvas = np.ascontiguousarray(image_rgb.copy())
     thick = _thickness(canvas.shape[:2])
     keypoints = np.asarray(keypoints, dtype=np.float64)

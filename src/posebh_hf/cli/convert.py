@@ -6,20 +6,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..configuration_posebh import DEFAULT_DATASETS
-from ..conversion import (
-    PARITY_TOLERANCE,
-    ConversionError,
-    convert_official,
-    format_parity,
-    vitpose_parity,
-    vitpose_to_posebh_model,
-)
-from ..conversion.common import check_destination, save_model_atomically
-from ..conversion.layout import OFFICIAL_SIZES
-from .convert_timm import register_timm
+from .convert_timm import DEFAULT_DATASETS_TEXT, register_timm
 
 __all__ = ["register", "run_official", "run_vitpose"]
+
+# `conversion.layout.OFFICIAL_SIZES` (a test keeps them equal): written out so `posebh --help` imports no torch
+OFFICIAL_VARIANTS = ("small", "base", "large", "huge", "tiny")
 
 
 def _dataset_list(values: Sequence[str] | None) -> list[str] | None:
@@ -57,12 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 "from the tensors. Loaded with torch.load(weights_only=True).")
     official.add_argument("--src", required=True, type=Path, help="official .pth checkpoint")
     official.add_argument("--dst", required=True, type=Path, help="output PoseBH folder")
-    official.add_argument("--variant", choices=list(OFFICIAL_SIZES), default=None,
+    official.add_argument("--variant", choices=list(OFFICIAL_VARIANTS), default=None,
                           help="expected backbone size, checked against the size inferred from the tensors "
                                "(small/base/large/huge = ViT-S/B/L/H; tiny is a test preset)")
     official.add_argument("--datasets", nargs="+", default=None,
                           help=f"dataset names in head order (default: the names in the file name, else "
-                               f"{' '.join(DEFAULT_DATASETS)} cut to the head count)")
+                               f"{DEFAULT_DATASETS_TEXT} cut to the head count)")
     official.add_argument("--dataset", default=None,
                           help="the dataset of a split file (model_split.py output) or single-head checkpoint "
                                "(default: from the file name, e.g. coco.pth, base_coco.pth, aic.pth, wholebody.pth; "
@@ -83,6 +75,15 @@ def run_vitpose(args: argparse.Namespace) -> int:
     Errors are `ConversionError` (a ValueError) with a specific message; the `posebh` entry point prints them as
     one line with a non-zero exit code.
     """
+    from ..conversion import (  # noqa: PLC0415 - torch and transformers only when a verb runs
+        PARITY_TOLERANCE,
+        ConversionError,
+        format_parity,
+        vitpose_parity,
+        vitpose_to_posebh_model,
+    )
+    from ..conversion.common import check_destination, save_model_atomically  # noqa: PLC0415
+
     check_destination(args.dst, args.overwrite)
     model, report = vitpose_to_posebh_model(args.src, _dataset_list(args.datasets), args.seed)
     if args.check:
@@ -100,6 +101,8 @@ def run_vitpose(args: argparse.Namespace) -> int:
 
 def run_official(args: argparse.Namespace) -> int:
     """`convert official`: convert an official .pth and save (errors as for `run_vitpose`)."""
+    from ..conversion import convert_official  # noqa: PLC0415
+
     report = convert_official(args.src, args.dst, args.variant, _dataset_list(args.datasets),
                               overwrite=args.overwrite, seed=args.seed, dataset=args.dataset)
     print(report.summary())

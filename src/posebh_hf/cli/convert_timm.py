@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..configuration_posebh import DEFAULT_DATASETS
-from ..conversion.common import ConversionError, check_destination, save_model_atomically
-from ..conversion.parity import PARITY_TOLERANCE
-
 __all__ = ["register_timm", "run_timm"]
+
+# `configuration_posebh.DEFAULT_DATASETS` (a test keeps them equal): written out so `posebh --help` imports no torch
+DEFAULT_DATASETS_TEXT = "coco aic mpii ap10k apt36k coco_wholebody"
 
 
 def register_timm(verbs: argparse._SubParsersAction) -> None:
@@ -26,7 +25,7 @@ def register_timm(verbs: argparse._SubParsersAction) -> None:
                            "timm folder (config.json + model.safetensors)")
     timm.add_argument("--dst", required=True, type=Path, help="output PoseBH folder")
     timm.add_argument("--datasets", nargs="+", default=None,
-                      help=f"dataset names in expert order (default: {' '.join(DEFAULT_DATASETS)}); one name gives "
+                      help=f"dataset names in expert order (default: {DEFAULT_DATASETS_TEXT}); one name gives "
                            "a plain (1-expert) MLP")
     timm.add_argument("--image-size", nargs=2, type=int, default=[256, 192], metavar=("H", "W"),
                       help="model input size (default 256 192: a 16x12 grid with patch 16)")
@@ -44,7 +43,14 @@ def register_timm(verbs: argparse._SubParsersAction) -> None:
 
 def run_timm(args: argparse.Namespace) -> int:
     """`convert timm`: load the timm model, convert, check feature parity where it applies, save."""
-    from ..conversion.timm import load_timm_model, parity_blockers, timm_parity, timm_to_posebh_model
+    from ..conversion.common import ConversionError, check_destination, save_model_atomically  # noqa: PLC0415
+    from ..conversion.parity import PARITY_TOLERANCE  # noqa: PLC0415
+    from ..conversion.timm import (  # noqa: PLC0415
+        load_timm_model,
+        parity_blockers,
+        timm_parity,
+        timm_to_posebh_model,
+    )
 
     check_destination(args.dst, args.overwrite)
     datasets = [n for value in args.datasets for n in value.split(",") if n] if args.datasets else None

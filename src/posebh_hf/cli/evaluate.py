@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_files import write_text_atomically
-from ..evaluation import PROTOCOLS, evaluate
+
+# `evaluation.PROTOCOLS` (a test keeps them equal): written out so `posebh --help` imports no pycocotools or scipy
+PROTOCOL_NAMES = ("coco", "ap10k", "apt36k", "ochuman", "pw3d", "aic", "crowdpose", "coco_wholebody", "pckh",
+                  "pck-auc-epe", "pck")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "mpii_gt_val.mat")
     p.add_argument("--pred", required=True, help="predictions JSON (COCO results: image_id, category_id, "
                                                  "keypoints [x, y, score] * K, score)")
-    p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="evaluation protocol")
+    p.add_argument("--protocol", required=True, choices=list(PROTOCOL_NAMES), help="evaluation protocol")
     p.add_argument("--skeleton", help="skeleton name or JSON file (default: the protocol's; needed for custom K)")
     p.add_argument("--headboxes", help="pckh: MPII head boxes (.mat with headboxes_src, or JSON) when the GT JSON "
                                        "has no 'headbox' per record")
@@ -72,6 +75,8 @@ def _clean(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate  # noqa: PLC0415
+
     try:
         metrics = evaluate(args.protocol, args.gt, args.pred, skeleton=args.skeleton, **_options(args))
     except (ValueError, OSError) as err:  # EvaluationInputError, SkeletonError, unreadable files

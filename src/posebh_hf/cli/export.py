@@ -8,10 +8,15 @@ from pathlib import Path
 
 __all__ = ["register", "run_onnx"]
 
+# `export.onnx`'s DEFAULT_OPSET, EXPORTERS and ONNX_TOLERANCE (a test keeps them equal), written out so that
+# `posebh --help` imports no torch
+DEFAULT_OPSET = 18
+EXPORTERS = ("dynamo", "torchscript")
+ONNX_TOLERANCE = 1e-4
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `export onnx` to a `posebh` CLI parser."""
-    from ..export.onnx import DEFAULT_OPSET, EXPORTERS, ONNX_TOLERANCE
 
     parser = subparsers.add_parser("export", help="export a model for deployment (ONNX)",
                                    description="Export PoseBH models for deployment.")

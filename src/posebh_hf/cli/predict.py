@@ -100,9 +100,11 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import PoseBHPipeline, load_image  # noqa: PLC0415
-    from ..visualize import draw_instances  # noqa: PLC0415
 
+    paths = expand_inputs(args.images)  # missing files fail here, before torch and the model are loaded
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"image {path} does not exist")
     model_path = args.model or default_model_dir()
     if model_path is None:
         raise ValueError("no --model given and no embedded default model (app/default_model) in this checkout")
@@ -110,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging  # noqa: PLC0415
 
     from ..configuration_posebh import PoseBHConfig  # noqa: PLC0415
+    from ..pipeline import PoseBHPipeline, load_image  # noqa: PLC0415
     from ..processing_posebh import validate_boxes  # noqa: PLC0415
+    from ..visualize import draw_instances  # noqa: PLC0415
 
     hf_logging.disable_progress_bar()
     # Validate the inputs we can before the slow model load: skeletons, then every image's header and boxes.
@@ -120,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in skeletons if s not in served]
     if unknown:
         raise ValueError(f"unknown skeleton(s) {unknown}; the model serves {served}")
-    paths = expand_inputs(args.images)
     pipe = PoseBHPipeline.from_pretrained(str(model_path))
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start:start + CHUNK]
