@@ -17,7 +17,7 @@ try:
     from timm.layers import resample_patch_embed
     from timm.models._hub import save_for_hf
 except (ImportError, RuntimeError) as _err:  # RuntimeError: a CUDA torchvision beside a CPU torch
-    pytest.skip(f"needs the optional timm extra (pip install -e '.[timm]'): import timm failed: {_err}",
+    pytest.skip(f"needs the optional timm extra (make venv-timm; make test-timm runs these): import timm failed: {_err}",
                 allow_module_level=True)
 
 from posebh_hf.cli import main

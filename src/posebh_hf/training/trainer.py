@@ -14,12 +14,10 @@ import json
 import logging
 import math
 import os
-import shutil
-import sys
 import time
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +27,11 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
 from tqdm.auto import tqdm
 
-from ..atomic_files import as_write_error, write_text_atomically
+from ..atomic_files import write_text_atomically
 from ..losses import cluster_keypoint_map
 from ..modeling import PoseBHForPoseEstimation
-from .config import ConfigError, TrainConfig
+from .checkpointing import load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .data import TrainData, build_train_data, load_source
 from .distributed import (
     check_fsdp_version_on_cpu,
@@ -43,11 +42,12 @@ from .distributed import (
     prepare_launch,
     sync_batchnorm_stats,
 )
+from .final_model import save_final
 from .model_init import build_model
 from .param_groups import build_optimizer
 from .prototype_sync import average_across_processes, build_cluster_bank, make_all_reduce, prototype_stats
 from .schedule import LRSchedule, StageFlags, StageSchedule, apply_stage
-from .state import STATE_FILE, TrainingState, check_checkpoint_files, find_checkpoint, prune_checkpoints
+from .state import TrainingState, find_checkpoint
 from .step import LossContext, PrototypeBankView, StepResult, compute_losses
 from .validation import ValidationSet, build_validation_sets, validate
 
@@ -414,122 +414,15 @@ class Trainer:
             self._save_checkpoint()
 
     def _save_checkpoint(self, final: bool = False) -> Path:
-        folder = self.output_dir / "checkpoints"
-        target = folder / f"step_{self.state.step}"
-        partial = folder / f".step_{self.state.step}.partial"
-        if self.is_main:
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(partial, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        self.sync_buffers()
-        self.state.lr_schedule = self.lr.state_dict()
-        self.state.launch = self.launch.kind
-        try:
-            self.acc.save_state(str(partial))  # model, optimizer, scaler, RNG of every process
-        except Exception as err:  # a full disk: one line naming the checkpoint, the half-written copy removed
-            shutil.rmtree(partial, ignore_errors=True)
-            failure = as_write_error(target, err)
-            if failure is None:
-                raise
-            raise failure from None
-        self.acc.wait_for_everyone()
-        if self.is_main:
-            write_text_atomically(partial / STATE_FILE, self.state.to_json())
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(partial, target)
-            prune_checkpoints(folder, self.cfg.checkpoint.keep)
-        self.acc.wait_for_everyone()
-        return target
+        return save_checkpoint(self, final)
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore model, optimizer, RNG, lr schedule, data position, stage flags and cluster bank state."""
-        state = TrainingState.from_file(folder / STATE_FILE)
-        if state.steps_per_epoch != self.data.steps_per_epoch or state.world_size != self.world:
-            raise ConfigError(f"checkpoint {folder} was taken with {state.world_size} process(es) x "
-                              f"{state.steps_per_epoch} steps/epoch; this run has {self.world} x "
-                              f"{self.data.steps_per_epoch} (the data position would not match)")
-        if state.launch and state.launch != self.launch.kind and "fsdp" in (state.launch + self.launch.kind):
-            raise ConfigError(f"checkpoint {folder} was written by a {state.launch} run; this run is "
-                              f"{self.launch.kind} (sharded and unsharded checkpoints have different formats)")
-        # the trainable set of the checkpoint's last epoch: FSDP2 loads the optimizer state into a template made
-        # for the parameters that require grad, which must be exactly those the checkpoint holds state for
-        apply_stage(self.unwrapped, self.schedule.flags(self.epoch_of(max(state.step - 1, 0))))
-        for warning in check_checkpoint_files(folder, self.acc.process_index,
-                                              allow_lost_rng=self.cfg.checkpoint.allow_lost_rng):
-            print(f"warning (process {self.acc.process_index}): {warning}", file=sys.stderr, flush=True)
-        self.acc.load_state(str(folder))
-        self.state = state
-        self.lr.load_state_dict(state.lr_schedule or {"last_step": state.optimizer_steps})
-        self.flags = None
-        self._print(f"resumed from {folder} at step {state.step} (epoch {self.epoch_of(state.step)}, stage flags "
-                    f"{state.stage})")
+        load_checkpoint(self, folder)
 
     def _save_final(self) -> tuple[Path | None, Path | None]:
-        """`save_pretrained` + model card into ``<output_dir>/final`` (atomically); transfer: the prototype pack.
+        return save_final(self)
 
-        The full state dict is gathered on every process first (a no-op copy under DDP, an all-gather of the
-        shards under FSDP), then the main process writes the folder.
-        """
-        final = self.output_dir / "final"
-        pack_dir = self.output_dir / "prototype_pack"
-        pack_path = None
-        self.sync_buffers()
-        state_dict = self.acc.get_state_dict(self.model)
-        if self.is_main:
-            self._write_model_repo(final, state_dict)
-            if self.cfg.mode == "transfer" and self.cfg.transfer.export_pack:
-                pack_path = self._export_pack(pack_dir)
-        self.acc.wait_for_everyone()
-        return final, pack_path
-
-    def _write_model_repo(self, folder: Path, state_dict: dict[str, torch.Tensor]) -> None:
-        """config.json + model.safetensors + preprocessor_config.json + README.md (card with the last val numbers),
-        whole or not at all (`modeling.save_model_folder`; an earlier `final/` is replaced once the new one is
-        complete)."""
-        from ..hub.cards import ResultRow, render_model_card
-        from ..modeling import save_model_folder
-        from ..processing_posebh import PoseBHImageProcessor
-
-        # the crop size the model was trained at, so `PoseBHPipeline.from_pretrained` / `posebh predict` match it
-        aug = self.data.transforms[0].spec.augment  # (W, H) sizes; every dataset shares them
-        processor = PoseBHImageProcessor(
-            size={"height": int(aug.input_size[1]), "width": int(aug.input_size[0])},
-            heatmap_size={"height": int(aug.heatmap_size[1]), "width": int(aug.heatmap_size[0])},
-            decoding=dict(getattr(self.unwrapped.config, "decoding", None) or {}),
-            default_decoding="udp" if aug.use_udp else "default")
-        measured = []
-        if self.evaluations:
-            measured = [ResultRow(key.split("/")[1], "val (GT-box crops)", key.split("/")[2], f"{value:.4f}")
-                        for key, value in self.evaluations[-1].items() if key.count("/") == 2]
-        card = render_model_card(self.unwrapped.config, repo_id=self.cfg.repo_id, measured_results=measured,
-                                 measured_source=f"posebh_hf scripts/train.py, step {self.state.step}",
-                                 provenance=f"Trained with posebh_hf ({self.cfg.mode} mode), "
-                                            f"{self.init_description}.")
-        save_model_folder(self.unwrapped, folder, overwrite=True, state_dict=state_dict, image_processor=processor,
-                          card=card)
-
-    def _export_pack(self, folder: Path) -> Path:
-        from ..hub.attach import export_prototype_pack
-
-        name = self.cfg.dataset_names[0]
-        base = self.cfg.transfer.pack_base_model or self.cfg.model.init
-        source_index = 0
-        if self.cfg.model.init is not None:
-            base_config = type(self.unwrapped.config).from_pretrained(self.cfg.model.init,
-                                                                     revision=self.cfg.model.revision)
-            if self.cfg.transfer.source_dataset in base_config.dataset_names:
-                source_index = base_config.dataset_names.index(self.cfg.transfer.source_dataset)
-        pack = export_prototype_pack(self.unwrapped, name, base_model=base, learned={
-            "method": "posebh-transfer",
-            "description": "new-skeleton prototypes learned by momentum updates with the base model's embedding "
-                           "head frozen (spec §8)",
-            "routing_dataset": self.cfg.transfer.source_dataset,
-            "steps": self.state.step})
-        pack = replace(pack, dataset_index=source_index)
-        pack.save(folder)
-        self._print(f"prototype pack for {name!r} written to {folder}")
-        return folder
 
 
 def _flat_hparams(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
