@@ -1,6 +1,8 @@
 """Files and lines per package of src/posebh_hf at a commit against HEAD, and the largest function of each:
+
     python benchmarks/package_stats.py COMMIT
-(docs/layers.md)."""
+
+(the before/after table of docs/layers.md)."""
 
 from __future__ import annotations
 
@@ -10,23 +12,41 @@ import subprocess
 import sys
 
 
-def stats(commit):
-    files = subprocess.run(["git","ls-tree","-r","--name-only",commit,"src/posebh_hf"],capture_output=True,text=True).stdout.split()
-    per = collections.defaultdict(lambda:[0,0]); largest=("",0)
-    for f in files:
-        if not f.endswith(".py"): continue
-        text = subprocess.run(["git","show",f"{commit}:{f}"],capture_output=True,text=True).stdout
-        parts = f.split("/")[2:]
-        pkg = parts[0] if len(parts)>1 else parts[0].removesuffix(".py")
-        per[pkg][0]+=1; per[pkg][1]+=len(text.splitlines())
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def stats(commit: str) -> tuple[dict[str, list[int]], tuple[str, int]]:
+    """{package or top-level module: [files, lines]} and (file:function, lines) of the largest function."""
+    per: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    largest = ("", 0)
+    for path in _git("ls-tree", "-r", "--name-only", commit, "src/posebh_hf").split():
+        if not path.endswith(".py"):
+            continue
+        text = _git("show", f"{commit}:{path}")
+        parts = path.split("/")[2:]
+        package = parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
+        per[package][0] += 1
+        per[package][1] += len(text.splitlines())
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node,(ast.FunctionDef,ast.AsyncFunctionDef)):
-                n=node.end_lineno-node.lineno+1
-                if n>largest[1]: largest=(f"{f}:{node.name}",n)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                size = node.end_lineno - node.lineno + 1
+                if size > largest[1]:
+                    largest = (f"{path}:{node.name}", size)
     return per, largest
-a, la = stats(sys.argv[1]); b, lb = stats("HEAD")
-print("| package / module | files before | lines before | files after | lines after |"); print("|---|---|---|---|---|")
-for k in sorted(set(a)|set(b)):
-    fa,la_=a.get(k,[0,0]); fb,lb_=b.get(k,[0,0])
-    print(f"| {k} | {fa} | {la_} | {fb} | {lb_} |")
-print(f"largest function before: {la}; after: {lb}")
+
+
+def main() -> None:
+    before, largest_before = stats(sys.argv[1])
+    after, largest_after = stats("HEAD")
+    print("| package / module | files before | lines before | files after | lines after |")
+    print("|---|---|---|---|---|")
+    for key in sorted(set(before) | set(after)):
+        files_b, lines_b = before.get(key, [0, 0])
+        files_a, lines_a = after.get(key, [0, 0])
+        print(f"| {key} | {files_b} | {lines_b} | {files_a} | {lines_a} |")
+    print(f"largest function before: {largest_before}; after: {largest_after}")
+
+
+if __name__ == "__main__":
+    main()
