@@ -24,6 +24,8 @@ LAYERS: dict[str, int] = {
     "images": 0,
     "version": 0,
     "templates": 0,
+    "detection": 0,
+    "video": 4,
     "codecs": 1,
     "transforms": 1,
     "ops": 1,

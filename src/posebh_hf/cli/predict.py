@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import math
 import os
 import sys
@@ -75,6 +76,7 @@ def write_png_atomic(path: Path, image_rgb: np.ndarray) -> None:
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")  # video.VIDEO_SUFFIXES (kept light for --help)
 CHUNK = 8  # images per model call: their crops are batched together, memory stays bounded
 
 
@@ -85,7 +87,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # not videos
             if not found:
                 raise ValueError(f"folder {item} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out.extend(found)
@@ -125,19 +127,55 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown skeleton(s) {unknown}; the model serves {served}")
     pipe = PoseBHPipeline.from_pretrained(str(model_path))
-    for start in range(0, len(paths), CHUNK):
-        chunk = paths[start:start + CHUNK]
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES]
+    images = [p for p in paths if p.suffix.lower() not in VIDEO_SUFFIXES]
+    for video in videos:
+        _run_video(pipe, video, args, skeletons)
+    for start in range(0, len(images), CHUNK):
+        chunk = images[start:start + CHUNK]
         arrays = [load_image(path) for path in chunk]
         for path, array in zip(chunk, arrays, strict=True):
             validate_boxes(args.box or [], array.shape[1], array.shape[0], where=str(path))
-        results = pipe.predict(arrays, boxes=[args.box] * len(arrays) if args.box else None, skeletons=skeletons,
-                               flip=args.flip, image_names=[str(p) for p in chunk])
+        boxes, scores = _boxes_for(arrays, chunk, args)
+        results = pipe.predict(arrays, boxes=boxes, skeletons=skeletons, flip=args.flip, box_scores=scores,
+                               image_names=[str(p) for p in chunk])
         for path, result in zip(chunk, results, strict=True):
             sys.stdout.write(result.to_json() + "\n")  # JSON Lines: one object per image, as soon as it is done
             if args.out_dir:
                 _write_overlays(Path(args.out_dir), path, result, pipe, skeletons, args.threshold, draw_instances)
         sys.stdout.flush()
     return 0
+
+
+def _boxes_for(arrays: list, paths: list[Path], args: argparse.Namespace) -> tuple[list | None, None]:
+    """Per image: --box (every image), else --detect hog (no person found: no instances, said on stderr), else
+    None (the whole image)."""
+    if args.box:
+        return [args.box] * len(arrays), None
+    if (args.detect or "none") == "none":
+        return None, None
+    from ..detection import hog_people_boxes  # noqa: PLC0415
+
+    boxes = [hog_people_boxes(array) for array in arrays]
+    for path, found in zip(paths, boxes, strict=True):
+        if not found:
+            print(f"posebh predict: note: the HOG detector found no person in {path}", file=sys.stderr)
+    return boxes, None
+
+
+def _run_video(pipe, video: Path, args: argparse.Namespace, skeletons: list[str]) -> None:
+    from ..video import predict_video  # noqa: PLC0415
+
+    out_dir = Path(args.out_dir) if args.out_dir else video.parent
+    out_video = out_dir / f"{video.stem}_pose.mp4"
+    frames = 0
+    for record in predict_video(pipe, video, out_video=out_video, detect=args.detect or "hog", every=args.every,
+                                skeletons=skeletons, flip=args.flip, threshold=args.threshold,
+                                progress=sys.stderr.isatty()):
+        sys.stdout.write(json.dumps(record) + "\n")
+        frames += 1
+    sys.stdout.flush()
+    print(f"posebh predict: {frames} frames of {video} -> {out_video}", file=sys.stderr)
 
 
 def _write_overlays(out_dir: Path, path: Path, result, pipe, skeletons, threshold: float, draw_instances) -> None:
@@ -150,8 +188,9 @@ def _write_overlays(out_dir: Path, path: Path, result, pipe, skeletons, threshol
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="keypoints for images (JSON Lines to stdout, overlays to --out-dir)")
-    parser.add_argument("images", nargs="+", help="image files, folders (their images) or glob patterns; one JSON "
-                        "object per image is printed (JSON Lines)")
+    parser.add_argument("images", nargs="+", help="image or video files (.mp4, .avi, .mov, .mkv, .webm), folders "
+                        "(their images) or glob patterns; one JSON object per image or video frame is printed (JSON "
+                        "Lines; frames carry frame, time and a track_id per instance)")
     parser.add_argument("--model", help="PoseBH model folder (default: the embedded default model / $POSEBH_MODEL)")
     parser.add_argument("--skeleton", action="append", help="skeleton to predict (repeatable; default: the model's default_skeletons, else every head)")
     parser.add_argument("--box", action="append", type=parse_box, help="X,Y,W,H box (repeatable; default: whole image)")
@@ -159,5 +198,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="flip test where the skeleton allows it (default on; never for skeletons without flip "
                              "pairs or with \"flip_test\": false)")
     parser.add_argument("--threshold", type=parse_threshold, default=0.3, help="score threshold for drawing, in [0, 1] (0.3)")
-    parser.add_argument("--out-dir", help="write overlay PNGs here")
+    parser.add_argument("--out-dir", help="write overlay PNGs here (videos: <stem>_pose.mp4; default beside the video)")
+    parser.add_argument("--detect", choices=("none", "hog"), default=None,
+                        help="person boxes: hog = OpenCV's offline HOG people detector; none = the whole image "
+                             "(default: none for images, hog for videos; --box wins)")
+    parser.add_argument("--every", type=int, default=5,
+                        help="videos: run the detector every N frames and follow people from their keypoints in "
+                             "between (default 5)")
     parser.set_defaults(func=run)
