@@ -19,13 +19,14 @@ from transformers import PreTrainedConfig, VitPoseBackboneConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .codecs import DECODE_MODES, HeatmapCodec
+from .ops.similarity import SIMILARITY_MODES
 from .skeletons import Skeleton, SkeletonError, get_skeleton
 
 __all__ = ["BACKBONE_PRESETS", "DEFAULT_DATASETS", "HEAD_TYPES", "RELEASED_UDP_DATASETS", "SIMILARITIES",
            "PoseBHConfig", "released_decoding"]
 
 DEFAULT_DATASETS: tuple[str, ...] = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
-SIMILARITIES: tuple[str, ...] = ("abs_cosine", "cosine")
+SIMILARITIES: tuple[str, ...] = SIMILARITY_MODES  # the one list (ops.similarity)
 HEAD_TYPES: tuple[str, ...] = ("classic", "simple")
 # How the released ViTPose++ / PoseBH checkpoints were trained and are decoded (spec 5.x, 6.2, 6.4): UDP + DARK for
 # COCO and MPII, the classic affine with the +-0.25 refinement and a 1-px flip shift for every other dataset.

@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic_files import write_atomically, write_folder_atomically, write_text_atomically
+from ..ops.similarity import SIMILARITY_MODES
 from ..skeletons import Skeleton, SkeletonError
 
 __all__ = [
@@ -45,7 +46,7 @@ PROTOTYPES_FILE = "prototypes.safetensors"
 CONFIG_FILE = "prototype_config.json"
 CARD_FILE = "README.md"
 TENSOR_NAME = "prototypes"
-SIMILARITIES = ("abs_cosine", "cosine")
+SIMILARITIES = SIMILARITY_MODES  # the one list (ops.similarity)
 # Weight files we refuse by name, to give a precise message instead of "file not found".
 _UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz")
 # A row whose norm is below this cannot be normalised into a direction: its heatmap would be meaningless.

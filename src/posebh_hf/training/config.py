@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..losses.weights import LossWeights
+from ..ops.similarity import SIMILARITY_MODES
 from .config_io import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 
 __all__ = [
@@ -84,8 +85,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.variant not in ("base", "huge", "tiny"):
             raise ConfigError(f"model.variant must be 'base', 'huge' or 'tiny', got {self.variant!r}")
-        if self.similarity not in ("abs_cosine", "cosine"):
-            raise ConfigError(f"model.similarity must be 'abs_cosine' or 'cosine', got {self.similarity!r}")
+        if self.similarity not in SIMILARITY_MODES:
+            raise ConfigError(f"model.similarity must be one of {SIMILARITY_MODES}, got {self.similarity!r}")
         if self.num_cluster_prototypes < 0:
             raise ConfigError(f"model.num_cluster_prototypes must be >= 0, got {self.num_cluster_prototypes}")
 
