@@ -11,7 +11,8 @@ from packaging.requirements import Requirement
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app"
 # The demo may use the package root and these public modules, nothing deeper (architecture.md).
-PUBLIC_MODULES = {"posebh_hf", "posebh_hf.pipeline", "posebh_hf.visualize", "posebh_hf.images"}  # images: the one image loader
+PUBLIC_MODULES = {"posebh_hf", "posebh_hf.pipeline", "posebh_hf.visualize", "posebh_hf.images",  # the one image loader
+                  "posebh_hf.detection"}  # the offline HOG detector the CLI uses too
 
 
 def space_header() -> dict:
