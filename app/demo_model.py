@@ -75,7 +75,7 @@ def model_note(choice: ModelChoice, default_dir: Path | None = None) -> str:
         return f"**Model:** `{choice.source}`. " + REAL_WEIGHTS
     numbers = card_numbers(default_dir)
     shown = [f"{key}: {numbers[key]}" for key in ("lspe on lspe", "coco on lspe (12 shared joints)") if key in numbers]
-    measured = (" Val PCK@0.2 (x100) " + "; ".join(shown) + "." if shown else "")
+    measured = (" Val `PCK@0.2` (x100) " + "; ".join(shown) + "." if shown else "")
     return ("**About this model:** the embedded default is a *small* ViTPose++ (6 layers x 192 wide, 4.2 M "
             "parameters) trained from random weights on **2 CPU cores** on a few thousand people and animals "
             f"(`app/default_model/README.md`).{measured} It finds rough poses on clear, upright people and misses "
