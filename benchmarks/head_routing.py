@@ -33,7 +33,7 @@ CANDIDATES = [  # (H, W, hidden, layers, attention heads, head type, head channe
 
 
 def step_seconds(h: int, w: int, hidden: int, layers: int, heads: int, head_type: str, channels: int, routed: bool,
-                 steps: int) -> float:
+                 steps: int, bf16: bool = False) -> float:
     torch.manual_seed(0)
     config = PoseBHConfig.tiny(dataset_names=NAMES, image_size=[h, w], hidden_size=hidden, num_hidden_layers=layers,
                                num_attention_heads=heads, part_features=hidden // 4, head_type=head_type,
@@ -48,8 +48,10 @@ def step_seconds(h: int, w: int, hidden: int, layers: int, heads: int, head_type
     times = []
     for _ in range(steps + 1):
         start = time.process_time()
-        out = model(pixels, dataset_index=index, heads="all", route_heads=routed)
-        loss, _ = multi_head_loss(list(out.heatmaps.values()), targets, weights, index, routed=routed)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # what mixed_precision: bf16 does on CPU
+            out = model(pixels, dataset_index=index, heads="all", route_heads=routed)
+            loss, _ = multi_head_loss([h.float() for h in out.heatmaps.values()], targets, weights, index,
+                                      routed=routed)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -61,8 +63,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true",
+                        help="instead: the chosen model (192 x 144, simple heads, routed) in fp32 vs bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.bf16:
+        chosen = (192, 144, 192, 6, 3, "simple", 64)
+        times = {"fp32": [], "bf16 autocast": []}
+        for _ in range(3):  # alternate, so machine-load drift hits both alike
+            times["fp32"].append(step_seconds(*chosen, True, args.steps))
+            times["bf16 autocast"].append(step_seconds(*chosen, True, args.steps, bf16=True))
+        fp32 = statistics.median(times["fp32"])
+        print(f"torch {torch.__version__}, {args.threads} threads, 192 x 144 simple heads routed, batch 16, CPU s/step")
+        for name, values in times.items():
+            value = statistics.median(values)
+            print(f"| {name} | {value:.2f} | {fp32 / value:.2f}x |")
+        return
     print(f"torch {torch.__version__}, {args.threads} threads, batch 16, CPU seconds per step (median of {args.steps})")
     print("| input H x W | ViT width x depth | heads | all heads on all samples | own samples only | ratio |")
     print("|---|---|---|---|---|---|")
