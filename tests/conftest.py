@@ -59,6 +59,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def save_tiny_model(folder: Path, **config_kwargs) -> Path:
+    """A `PoseBHConfig.tiny(**config_kwargs)` model with seed-0 weights saved to `folder` (the model of the CLI,
+    pipeline and demo-input tests)."""
+    import torch
+
+    from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation
+
+    torch.manual_seed(0)
+    PoseBHForPoseEstimation(PoseBHConfig.tiny(**config_kwargs)).save_pretrained(folder)
+    return folder
+
+
 def load_demo_app() -> ModuleType:
     """app/app.py, imported as `posebh demo` imports it, once per session (the module holds the app's state)."""
     from posebh_hf.cli.demo import load_app_module

@@ -6,19 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_model
 from PIL import Image
 
-from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation
 from posebh_hf.cli import main
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    PoseBHForPoseEstimation(PoseBHConfig.tiny(dataset_names=["coco", "ap10k"])).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model"), dataset_names=["coco", "ap10k"])
 
 
 @pytest.fixture(scope="module")

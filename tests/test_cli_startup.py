@@ -62,14 +62,16 @@ print(json.dumps(["posebh" in CONFIG_MAPPING, "keypoint-detection" in PIPELINE_R
 
 
 def test_the_written_out_choices_match_the_modules():
-    from posebh_hf.cli import convert, convert_timm, evaluate, export
+    from posebh_hf.cli import convert, convert_timm, evaluate, export, predict
     from posebh_hf.configuration_posebh import DEFAULT_DATASETS
     from posebh_hf.conversion.layout import OFFICIAL_SIZES
     from posebh_hf.evaluation import PROTOCOLS
     from posebh_hf.export import onnx
+    from posebh_hf.video import VIDEO_SUFFIXES
 
     assert list(convert.OFFICIAL_VARIANTS) == list(OFFICIAL_SIZES)
     assert convert_timm.DEFAULT_DATASETS_TEXT == " ".join(DEFAULT_DATASETS)
     assert list(evaluate.PROTOCOL_NAMES) == list(PROTOCOLS)
+    assert predict.VIDEO_SUFFIXES == VIDEO_SUFFIXES
     assert (export.DEFAULT_OPSET, export.EXPORTERS, export.ONNX_TOLERANCE) == (
         onnx.DEFAULT_OPSET, onnx.EXPORTERS, onnx.ONNX_TOLERANCE)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_model
 from PIL import Image
 
-from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation
 from posebh_hf.cli import main
 from posebh_hf.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 
@@ -28,10 +27,7 @@ from demo_predict import run_prediction  # noqa: E402
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    PoseBHForPoseEstimation(PoseBHConfig.tiny(dataset_names=["coco"])).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model"), dataset_names=["coco"])
 
 
 def _cli_error(capsys, *argv) -> str:

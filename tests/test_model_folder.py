@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 import torch
+from conftest import save_tiny_model
 from safetensors.torch import load_file, save_file
 
-from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation
 from posebh_hf.cli import main
 from posebh_hf.modeling import ModelFolderError, check_model_folder, load_model_folder
 from posebh_hf.pipeline import PoseBHPipeline
@@ -19,10 +19,7 @@ from posebh_hf.pipeline import PoseBHPipeline
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("good")
-    PoseBHForPoseEstimation(PoseBHConfig.tiny(dataset_names=["coco"])).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("good"), dataset_names=["coco"])
 
 
 def _copy(good, tmp_path, name="m"):

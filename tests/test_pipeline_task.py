@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_model
 from PIL import Image
 
-from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation, PoseBHPipeline, PoseResult
+from posebh_hf import PoseBHPipeline, PoseResult
 from posebh_hf.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,10 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    PoseBHForPoseEstimation(PoseBHConfig.tiny(dataset_names=["coco", "ap10k"])).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model"), dataset_names=["coco", "ap10k"])
 
 
 def _photo(seed: int, shape=(120, 90, 3)) -> np.ndarray:

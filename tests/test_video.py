@@ -7,9 +7,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_model
 
-from posebh_hf import PoseBHConfig, PoseBHForPoseEstimation
 from posebh_hf.cli import main
 from posebh_hf.video import IouTracker, boxes_from_keypoints
 
@@ -18,10 +17,7 @@ cv2 = pytest.importorskip("cv2")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    PoseBHForPoseEstimation(PoseBHConfig.tiny(dataset_names=["coco"], image_size=[64, 48])).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model"), dataset_names=["coco"], image_size=[64, 48])
 
 
 def make_clip(path, frames: int = 12, size=(160, 120)) -> None:

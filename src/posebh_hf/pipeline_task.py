@@ -58,12 +58,10 @@ class KeypointDetectionPipeline(Pipeline):
         """One image -> a `PoseResult`; a list -> a list of them (crops of all images batched together)."""
         single = not isinstance(inputs, (list, tuple))
         _, forward, _ = self._sanitize_parameters(**kwargs)
-        if single and "boxes" in forward:
-            forward["boxes"] = [forward["boxes"]]
-        if single and "box_scores" in forward:
-            forward["box_scores"] = [forward["box_scores"]]
-        if single and "image_names" in forward:
-            forward["image_names"] = [forward["image_names"]]
+        if single:  # per-image arguments of one image become one-item lists
+            for key in ("boxes", "box_scores", "image_names"):
+                if key in forward:
+                    forward[key] = [forward[key]]
         results = self.pose.predict([inputs] if single else list(inputs), **forward)
         return results[0] if single else results
 

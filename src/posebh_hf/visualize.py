@@ -17,8 +17,8 @@ def check_score_threshold(value: float) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"the score threshold must be a number in [0, 1], got {value!r}") from None
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise ValueError(f"the score threshold must be a number in [0, 1], got {value!r}")
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):  # named as a number, whether given as text or not
+        raise ValueError(f"the score threshold must be a number in [0, 1], got {number!r}")
     return number
 
 def _thickness(image_hw: tuple[int, int]) -> int:

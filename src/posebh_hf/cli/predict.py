@@ -15,6 +15,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,28 +46,21 @@ def parse_box(text: str) -> list[float]:
     return values
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def parse_threshold(text: str) -> float:
     from ..visualize import check_score_threshold  # noqa: PLC0415
 
     try:
-        return check_score_threshold(float(text) if _is_number(text) else text)
+        return check_score_threshold(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def check_model_dir(path: str) -> None:
-    """Refuse folders that are not loadable PoseBH models (one line naming the file) before the slow load."""
+def check_model_dir(path: str) -> Any:
+    """Refuse folders that are not loadable PoseBH models (one line naming the file) before the slow load; returns
+    the folder's `PoseBHConfig`."""
     from ..modeling.model_folder import check_model_folder  # noqa: PLC0415
 
-    check_model_folder(path)
+    return check_model_folder(path)
 
 
 def write_png_atomic(path: Path, image_rgb: np.ndarray) -> None:
@@ -110,17 +104,14 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model or default_model_dir()
     if model_path is None:
         raise ValueError("no --model given and no embedded default model (app/default_model) in this checkout")
-    check_model_dir(str(model_path))
+    config = check_model_dir(str(model_path))
     from transformers.utils import logging as hf_logging  # noqa: PLC0415
 
-    from ..configuration_posebh import PoseBHConfig  # noqa: PLC0415
     from ..pipeline import PoseBHPipeline, load_image  # noqa: PLC0415
     from ..processing_posebh import validate_boxes  # noqa: PLC0415
-    from ..visualize import draw_instances  # noqa: PLC0415
 
     hf_logging.disable_progress_bar()
-    # Validate the inputs we can before the slow model load: skeletons, then every image's header and boxes.
-    config = PoseBHConfig.from_pretrained(str(model_path))
+    # Validate the skeletons before the slow model load (images are checked chunk by chunk below).
     served = list(config.dataset_names) + list(config.extra_prototype_skeletons or [])
     skeletons = args.skeleton or config.skeletons_to_draw  # the model's default_skeletons, else every head
     unknown = [s for s in skeletons if s not in served]
@@ -136,31 +127,32 @@ def run(args: argparse.Namespace) -> int:
         arrays = [load_image(path) for path in chunk]
         for path, array in zip(chunk, arrays, strict=True):
             validate_boxes(args.box or [], array.shape[1], array.shape[0], where=str(path))
-        boxes, scores = _boxes_for(arrays, chunk, args)
-        results = pipe.predict(arrays, boxes=boxes, skeletons=skeletons, flip=args.flip, box_scores=scores,
+        results = pipe.predict(arrays, boxes=_boxes_for(arrays, chunk, args), skeletons=skeletons, flip=args.flip,
                                image_names=[str(p) for p in chunk])
         for path, result in zip(chunk, results, strict=True):
             sys.stdout.write(result.to_json() + "\n")  # JSON Lines: one object per image, as soon as it is done
             if args.out_dir:
-                _write_overlays(Path(args.out_dir), path, result, pipe, skeletons, args.threshold, draw_instances)
+                for name in skeletons:  # one overlay per skeleton: its boxes, name, limbs and points
+                    write_png_atomic(Path(args.out_dir) / f"{path.stem}_{name}.png",
+                                     result.plot(threshold=args.threshold, skeletons=[name]))
         sys.stdout.flush()
     return 0
 
 
-def _boxes_for(arrays: list, paths: list[Path], args: argparse.Namespace) -> tuple[list | None, None]:
+def _boxes_for(arrays: list, paths: list[Path], args: argparse.Namespace) -> list | None:
     """Per image: --box (every image), else --detect hog (no person found: no instances, said on stderr), else
     None (the whole image)."""
     if args.box:
-        return [args.box] * len(arrays), None
+        return [args.box] * len(arrays)
     if (args.detect or "none") == "none":
-        return None, None
+        return None
     from ..detection import hog_people_boxes  # noqa: PLC0415
 
     boxes = [hog_people_boxes(array) for array in arrays]
     for path, found in zip(paths, boxes, strict=True):
         if not found:
             print(f"posebh predict: note: the HOG detector found no person in {path}", file=sys.stderr)
-    return boxes, None
+    return boxes
 
 
 def _run_video(pipe, video: Path, args: argparse.Namespace, skeletons: list[str]) -> None:
@@ -176,14 +168,6 @@ def _run_video(pipe, video: Path, args: argparse.Namespace, skeletons: list[str]
         frames += 1
     sys.stdout.flush()
     print(f"posebh predict: {frames} frames of {video} -> {out_video}", file=sys.stderr)
-
-
-def _write_overlays(out_dir: Path, path: Path, result, pipe, skeletons, threshold: float, draw_instances) -> None:
-    for name in skeletons:
-        instances = [{"bbox": list(inst.box), "keypoints": inst.skeletons[name].xy,
-                      "scores": inst.skeletons[name].scores} for inst in result.instances]
-        overlay = draw_instances(result.image, instances, pipe.skeleton(name), score_threshold=threshold)
-        write_png_atomic(out_dir / f"{path.stem}_{name}.png", overlay)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
