@@ -228,19 +228,13 @@ class PoseBHPipeline:
 def results_to_json(results: Sequence[dict[str, dict[str, np.ndarray]]], boxes: Sequence[Sequence[float]] | None,
                     skeletons: Sequence[str], pipe: PoseBHPipeline, image_name: str, width: int,
                     height: int) -> dict[str, Any]:
-    """The `posebh predict` schema: per image, per instance, per skeleton, named keypoints with x, y, score.
+    """The `posebh predict` schema for the per-box dicts of `PoseBHPipeline.__call__`: per image, per instance, per
+    skeleton, named keypoints with x, y, score (`PoseResult.to_dict`, the one writer of the schema).
 
     Scores are clipped to [0, 1] here too (for results made with ``clip_scores=False``)."""
     box_list = [[0.0, 0.0, float(width), float(height)]] if boxes is None else [list(map(float, b)) for b in boxes]
-    instances = []
-    for box, per_skeleton in zip(box_list, results, strict=True):
-        entry: dict[str, Any] = {"bbox": [round(v, 2) for v in box], "skeletons": {}}
-        for name in skeletons:
-            pred = per_skeleton[name]
-            names = pipe.skeleton(name).keypoint_names
-            entry["skeletons"][name] = {"keypoints": [
-                {"name": kp, "x": round(float(x), 2), "y": round(float(y), 2),
-                 "score": round(min(max(float(s), 0.0), 1.0), 4)}
-                for kp, (x, y), s in zip(names, pred["keypoints"], pred["scores"], strict=True)]}
-        instances.append(entry)
-    return {"image": image_name, "width": int(width), "height": int(height), "instances": instances}
+    instances = [PoseInstance(box=tuple(box), box_score=None,
+                              skeletons={n: KeypointSet(pipe.skeleton(n), pred[n]["keypoints"], pred[n]["scores"])
+                                         for n in skeletons})
+                 for box, pred in zip(box_list, results, strict=True)]
+    return PoseResult(image_name, int(width), int(height), instances, list(skeletons)).to_dict()
