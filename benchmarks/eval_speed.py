@@ -24,7 +24,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from posebh_hf.evaluation import COCO_STAT_NAMES, evaluate_coco
-from posebh_hf.evaluation.io import gc_paused
+from posebh_hf.evaluation.inputs import gc_paused
 from posebh_hf.skeletons import get_skeleton
 
 NUM_IMAGES, NUM_PERSONS, NUM_WITH_KPTS, NUM_CROWD, NUM_PREDS = 5000, 11004, 6352, 100, 6352

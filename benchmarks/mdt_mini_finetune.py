@@ -104,7 +104,7 @@ def score_model(model_dir: Path) -> dict[str, dict[str, float]]:
     import torch
 
     from posebh_hf.modeling import PoseBHForPoseEstimation
-    from posebh_hf.training.data import load_source
+    from posebh_hf.training.train_data import load_source
     from posebh_hf.training.validation import build_validation_sets, validate
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -289,7 +289,7 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str]) 
     from posebh_hf.hub import attach_prototype_pack
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.training import Trainer, load_train_config
-    from posebh_hf.training.data import load_source
+    from posebh_hf.training.train_data import load_source
     from posebh_hf.training.validation import build_validation_sets, score_predictions, validate
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))

@@ -204,7 +204,7 @@ def train_one(config: Path, seed: int, out: Path, overrides: Sequence[str]) -> d
 def prepare_cache(configs: Sequence[Path]) -> None:
     """Convert every JSON source once, sequentially, so parallel runs only read the shared cache."""
     from posebh_hf.training import load_train_config
-    from posebh_hf.training.data import load_source
+    from posebh_hf.training.train_data import load_source
 
     seen = set()
     for config in configs:
@@ -305,8 +305,8 @@ def analyze(runs: Path = RUNS) -> str:
     """Prototype statistics, cross-skeleton nearest keypoints and CSS acceptance of the prototype runs (Markdown)."""
     import numpy as np
 
-    from posebh_hf.hub.prototype_map import collect_prototypes, keypoint_similarity, nearest_keypoints
     from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.visualize.prototype_map import collect_prototypes, keypoint_similarity, nearest_keypoints
 
     out = []
     for path in sorted(runs.glob("prototypes*_s*/result.json")):

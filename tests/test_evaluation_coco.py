@@ -16,7 +16,7 @@ from test_evaluation_common import (
 
 from posebh_hf.evaluation import COCO_STAT_NAMES, EvaluationInputError, evaluate, evaluate_coco
 from posebh_hf.evaluation.cocoeval import FastKeypointEval, build_dt_coco, build_gt_coco, quiet
-from posebh_hf.evaluation.io import load_coco_ground_truth, load_coco_predictions
+from posebh_hf.evaluation.inputs import load_coco_ground_truth, load_coco_predictions
 from posebh_hf.skeletons import Skeleton, get_skeleton
 
 REAL = [("coco", "coco/test_coco.json", "coco"), ("ochuman", "ochuman/test_ochuman.json", "ochuman"),

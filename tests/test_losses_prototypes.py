@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from posebh_hf.losses import (
+    ClusteringSettings,
     LossWeights,
     cluster_pixels,
     prototype_contrastive_loss,
@@ -20,6 +21,8 @@ from posebh_hf.losses import (
     update_prototypes,
 )
 from posebh_hf.ops import sinkhorn_knopp
+
+ARGMAX = ClusteringSettings(assignment="argmax")
 
 NUM_KEYPOINTS, M, D = [2, 3], 2, 16
 K_TOT = sum(NUM_KEYPOINTS)
@@ -91,7 +94,8 @@ def test_correct_pixels_of_later_datasets_update_their_prototypes_q2():
     released_mask, _, _ = _released(protos, emb, classes, 2, 3)
     assert not released_mask.any()  # released: global argmax 3 != local class 1 -> no update ever
     for scope in ("dataset", "all"):
-        result = cluster_pixels(protos, emb, classes, conf, 2, 3, correctness=scope, assignment="argmax")
+        result = cluster_pixels(protos, emb, classes, conf, 2, 3,
+                                    ClusteringSettings(correctness=scope, assignment="argmax"))
         assert result.correct.all()
         new = update_prototypes(protos, emb, classes, conf, 2, 3, gamma=0.9, clustering=result)
         for m in range(M):
@@ -109,7 +113,7 @@ def test_momentum_update_formula_unit_norm_and_squared_weights():
     emb = F.normalize(base + 0.2 * torch.randn(4, D, generator=g), dim=-1)
     conf = torch.tensor([1.0, 0.3, 1.0, 0.3])
     classes = torch.zeros(4, dtype=torch.long)
-    result = cluster_pixels(protos, emb, classes, conf, 0, 2, assignment="argmax")
+    result = cluster_pixels(protos, emb, classes, conf, 0, 2, ClusteringSettings(assignment="argmax"))
     assert result.targets.tolist() == [0, 0, 1, 1] and result.correct.all()
     new = update_prototypes(protos, emb, classes, conf, 0, 2, gamma=0.8, clustering=result)
     torch.testing.assert_close(new.norm(dim=-1), torch.ones(K_TOT, M))
@@ -127,8 +131,9 @@ def test_zero_mass_slots_and_hard_cluster():
     emb, classes, _ = _own_prototype_pixels(offset=0, num_keypoints=2)
     emb = F.normalize(emb + 0.1, dim=-1)
     zero = torch.zeros(len(classes))
-    torch.testing.assert_close(update_prototypes(protos, emb, classes, zero, 0, 2, assignment="argmax"), protos)
-    moved = update_prototypes(protos, emb, classes, zero, 0, 2, assignment="argmax", hard_cluster=True)
+    torch.testing.assert_close(update_prototypes(protos, emb, classes, zero, 0, 2, settings=ARGMAX), protos)
+    moved = update_prototypes(protos, emb, classes, zero, 0, 2,
+                              settings=ClusteringSettings(assignment="argmax", hard_cluster=True))
     assert not torch.allclose(moved[:2], protos[:2])  # hard mode ignores the confidences
     torch.testing.assert_close(moved[2:], protos[2:])
 
@@ -161,8 +166,10 @@ def test_prototype_loss_end_to_end():
     loss.backward()
     assert emb.grad is not None and float(emb.grad[2].abs().sum()) == 0.0  # sample 2 has no foreground
     _, _, updated = prototype_loss(emb.detach(), targets, torch.ones(3, 3, 1), torch.tensor([1, 1, 1]), protos,
-                                   NUM_KEYPOINTS, assignment="argmax", hard_cluster=True)
+                                   NUM_KEYPOINTS, clustering=ClusteringSettings(assignment="argmax", hard_cluster=True))
     torch.testing.assert_close(updated[:2], protos[:2])  # dataset 0 absent: its rows stay
     assert not torch.allclose(updated[2:], protos[2:])
     with pytest.raises(ValueError, match="assignment must be one of"):
-        prototype_loss(emb, targets, torch.ones(3, 3, 1), dataset_index, protos, NUM_KEYPOINTS, assignment="x")
+        ClusteringSettings(assignment="x")
+    with pytest.raises(ValueError, match="unknown similarity"):
+        ClusteringSettings(similarity="dot")

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from posebh_hf.losses import prototype_loss
+from posebh_hf.losses import ClusteringSettings, prototype_loss
 from posebh_hf.ops import sinkhorn_knopp
 
 NUM_KEYPOINTS = [3, 2]
@@ -50,7 +50,8 @@ def _run(x: dict[str, torch.Tensor], rows: slice, pixels: slice, hook) -> dict[s
     for assignment in ("argmax", "gumbel"):
         _, _, protos = prototype_loss(
             x["embeddings"][rows], x["targets"][rows], x["weights"][rows], x["dataset_index"][rows],
-            x["prototypes"], NUM_KEYPOINTS, gamma=0.5, all_reduce=hook, assignment=assignment,
+            x["prototypes"], NUM_KEYPOINTS, gamma=0.5, all_reduce=hook,
+            clustering=ClusteringSettings(assignment=assignment),
             generator=torch.Generator().manual_seed(int(os.environ.get("RANK", "0"))))
         out[assignment] = protos
     out["q"] = q

@@ -70,7 +70,7 @@ def _fresh_eval(out: Path, world_size: int = 2) -> dict[str, float]:
 
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.training import load_train_config
-    from posebh_hf.training.data import load_source
+    from posebh_hf.training.train_data import load_source
     from posebh_hf.training.validation import build_validation_sets, validate
 
     cwd = Path.cwd()

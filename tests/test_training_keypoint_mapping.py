@@ -12,7 +12,7 @@ from posebh_hf.data.keypoint_mapping import KeypointMappedTransform, keypoint_in
 from posebh_hf.skeletons import Skeleton, get_skeleton
 from posebh_hf.training import load_train_config
 from posebh_hf.training.config import ConfigError
-from posebh_hf.training.data import build_train_data, load_source
+from posebh_hf.training.train_data import build_train_data, load_source
 
 REPO = Path(__file__).resolve().parents[1]
 

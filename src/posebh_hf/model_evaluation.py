@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 
 from .atomic_files import write_json_atomically
-from .evaluation.api import PROTOCOLS, evaluate
 from .evaluation.errors import EvaluationInputError
-from .evaluation.io import load_json
+from .evaluation.inputs import load_json
 from .evaluation.oks import oks_nms, rescore_instances
 from .evaluation.pckh import MpiiGroundTruth, pckh_metrics
+from .evaluation.protocols import PROTOCOLS, evaluate
 from .geometry import box_to_center_scale, sanitize_box_xywh
 from .skeletons import Skeleton, get_skeleton
 

@@ -1,5 +1,5 @@
 """`posebh viz prototypes`: a map of the model's keypoint prototypes (paper Fig. 11) and a table of each keypoint's
-nearest keypoints in the other skeletons (layer 5, thin wrapper over `posebh_hf.hub.prototype_map`).
+nearest keypoints in the other skeletons (layer 5, thin wrapper over `posebh_hf.visualize.prototype_map`).
 
   posebh viz prototypes --model DIR [--skeletons coco aic ...] --out map.png [--format md|json] [--table FILE]
 """
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_prototypes(args: argparse.Namespace) -> int:
     from ..hub.model_repo import load_model
-    from ..hub.prototype_map import (
+    from ..visualize.prototype_map import (
         VIZ_INSTALL_HINT,
         nearest_keypoints,
         nearest_table_json,

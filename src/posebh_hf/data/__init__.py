@@ -14,9 +14,9 @@ from .build import BuildSummary, build_dataset, load_pose_dataset
 from .collate import PoseCollator, indices_by_dataset
 from .converters import FORMATS, ConvertOptions, MalformedRecordError, read_corpus
 from .features import pose_features, skeleton_from_info
+from .instance_specs import InstanceSpec, instance_spec_for
 from .instances import InstanceIndex, select_instances
 from .mixing import MixedDataset, MixedStream, MixingBatchSampler, even_batches, mix_streams, worker_init
-from .presets import InstanceSpec, instance_spec_for
 from .transform import OUTPUT_KEYS, PoseTrainTransform
 from .views import instance_dataset, stream_instances
 

@@ -16,7 +16,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from .presets import InstanceSpec
+from .instance_specs import InstanceSpec
 
 __all__ = ["InstanceIndex", "clean_boxes", "select_instances"]
 

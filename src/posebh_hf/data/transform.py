@@ -23,8 +23,8 @@ from ..skeletons import Skeleton
 from ..transforms import AugmentConfig, TopDownTrainTransform, jitter_center
 from .features import metadata_from_description
 from .image_io import decode_image
+from .instance_specs import InstanceSpec, instance_spec_for
 from .instances import clean_boxes, instance_usable
-from .presets import InstanceSpec, instance_spec_for
 
 __all__ = ["OUTPUT_KEYS", "PoseTrainTransform"]
 

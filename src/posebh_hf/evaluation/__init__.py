@@ -8,13 +8,13 @@ drives the pipeline; also ``posebh_hf.evaluate_model``).
 
 from __future__ import annotations
 
-from .api import PROTOCOLS, Protocol, evaluate
 from .coco import evaluate_aic, evaluate_coco, evaluate_coco_wholebody, evaluate_crowdpose
 from .cocoeval import COCO_STAT_NAMES, FastKeypointEval
 from .errors import EvaluationInputError
 from .oks import oks_matrix, oks_nms, oks_pairs, rescore_instances
 from .pck import evaluate_pck, evaluate_pck_auc_epe, keypoint_auc, keypoint_epe, keypoint_pck_accuracy
 from .pckh import evaluate_pckh, pckh_metrics
+from .protocols import PROTOCOLS, Protocol, evaluate
 
 __all__ = [
     "COCO_STAT_NAMES",

@@ -13,7 +13,7 @@ import numpy as np
 from ..skeletons import Skeleton, get_skeleton
 from .cocoeval import COCO_STAT_NAMES, build_dt_coco, build_gt_coco, run_keypoint_eval
 from .errors import EvaluationInputError
-from .io import JsonSource, load_coco_ground_truth, load_coco_predictions, paused_gc, source_name
+from .inputs import JsonSource, load_coco_ground_truth, load_coco_predictions, paused_gc, source_name
 
 __all__ = [
     "CROWD_INDEX_THRESHOLDS",

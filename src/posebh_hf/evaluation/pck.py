@@ -18,7 +18,7 @@ import numpy as np
 
 from ..skeletons import Skeleton, get_skeleton
 from .errors import EvaluationInputError
-from .io import JsonSource, load_coco_ground_truth, load_coco_predictions, paused_gc, source_name
+from .inputs import JsonSource, load_coco_ground_truth, load_coco_predictions, paused_gc, source_name
 
 __all__ = [
     "evaluate_pck",

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EvaluationInputError
-from .io import JsonSource, load_json, paused_gc, source_name
+from .inputs import JsonSource, load_json, paused_gc, source_name
 
 __all__ = [
     "MPII_JOINT_NAMES",

@@ -1,4 +1,4 @@
-"""Hub integration (layer 4): prototype packs, model cards, publishing, prototype maps.
+"""Hub integration (layer 4): prototype packs, model cards, publishing.
 
 - `PrototypePack`: one skeleton's prototypes [K_s, M, D] + manifest + card; save/load/validate, push/pull.
 - `attach_prototype_pack(model, pack)`: add a pack's skeleton to a PoseBH model (checks D, M, similarity,

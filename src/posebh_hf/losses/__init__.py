@@ -16,6 +16,8 @@ from .layout import keypoint_offsets
 from .prototypes import (
     ASSIGNMENTS,
     CORRECTNESS_SCOPES,
+    DEFAULT_CLUSTERING,
+    ClusteringSettings,
     PixelClustering,
     cluster_pixels,
     prototype_contrastive_loss,
@@ -28,6 +30,8 @@ from .weights import LossWeights
 __all__ = [
     "ASSIGNMENTS",
     "CORRECTNESS_SCOPES",
+    "DEFAULT_CLUSTERING",
+    "ClusteringSettings",
     "LossWeights",
     "PixelClustering",
     "PseudoLabels",

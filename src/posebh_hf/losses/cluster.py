@@ -13,6 +13,7 @@ predictions with dataset-grouped targets).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -20,7 +21,7 @@ from torch import Tensor
 from ..ops import AllReduce, prototype_heatmaps
 from .heatmap import joints_mse
 from .layout import check_targets, keypoint_offsets, weights_2d
-from .prototypes import cluster_pixels, prototype_contrastive_loss
+from .prototypes import DEFAULT_CLUSTERING, ClusteringSettings, cluster_pixels, prototype_contrastive_loss
 from .sampling import sample_foreground_pixels
 from .weights import LossWeights
 
@@ -81,11 +82,10 @@ def cluster_loss(
     keypoint_map: Tensor,
     *,
     weights: LossWeights | None = None,
-    similarity: str = "abs_cosine",
+    clustering: ClusteringSettings = DEFAULT_CLUSTERING,
     sample_threshold: float = 0.0,
     cluster_heatmaps: Tensor | None = None,
     all_reduce: AllReduce | None = None,
-    **cluster_kwargs: object,
 ) -> tuple[Tensor, dict[str, float]]:
     """cps_loss = cps * (proto * (ppc PPC + ppd PPD) + phm * JointsMSE(CH, TC, WC)) (spec §4.7 "CPS loss").
 
@@ -98,31 +98,31 @@ def cluster_loss(
         targets, target_weights, dataset_index: the batch's padded GT and dataset ids.
         keypoint_map: `[D_s, C]` from `cluster_keypoint_map`.
         weights: `LossWeights` (cps, proto, ppc, ppd, phm).
-        similarity: "abs_cosine" or "cosine".
+        clustering: `ClusteringSettings` (the similarity and Sinkhorn parameters; the assignment is always
+            "argmax" here, as released).
         sample_threshold: foreground threshold (0.0).
         cluster_heatmaps: `[B, C, H, W]` precomputed cluster heatmaps (computed from `embeddings` when None).
         all_reduce: optional sum-over-processes hook for Sinkhorn (call on every process).
-        cluster_kwargs: forwarded to `cluster_pixels` (sinkhorn_epsilon, sinkhorn_iters).
 
     Returns:
         (loss, logs) with `cps_loss`, `cps_ppc`, `cps_ppd`, `cps_mse` (unweighted) and `cps_pixels`.
     """
     weights = weights or LossWeights()
+    argmax = replace(clustering, assignment="argmax")  # CPS and CSS use the Sinkhorn hard index, as released
     num_datasets, num_clusters = keypoint_map.shape
     check_targets(targets, target_weights, dataset_index, [1] * num_datasets)
     if cluster_bank.dim() != 3 or cluster_bank.shape[0] != num_clusters:
         raise ValueError(f"cluster_bank must be [C={num_clusters}, M, D]; got {tuple(cluster_bank.shape)}")
-    heat = prototype_heatmaps(embeddings, cluster_bank, similarity) if cluster_heatmaps is None else cluster_heatmaps
+    heat = prototype_heatmaps(embeddings, cluster_bank, clustering.similarity) if cluster_heatmaps is None else cluster_heatmaps
     cluster_heat, cluster_weight = cluster_targets(targets, target_weights, dataset_index, keypoint_map)
     pixels = sample_foreground_pixels(embeddings, cluster_heat, sample_threshold)
     logs = {"cps_pixels": float(len(pixels))}
     contrast = embeddings.new_zeros((), dtype=torch.float32)
     if len(pixels) or all_reduce is not None:
-        clustering = cluster_pixels(cluster_bank, pixels.embeddings, pixels.classes, pixels.confidences, 0,
-                                    num_clusters, similarity=similarity, all_reduce=all_reduce,
-                                    **{"assignment": "argmax", **cluster_kwargs})  # type: ignore[arg-type]
+        result = cluster_pixels(cluster_bank, pixels.embeddings, pixels.classes, pixels.confidences, 0,
+                                    num_clusters, argmax, all_reduce=all_reduce)
         if len(pixels):
-            contrast, proto_logs = prototype_contrastive_loss(clustering.logits, clustering.targets,
+            contrast, proto_logs = prototype_contrastive_loss(result.logits, result.targets,
                                                               weights=weights)
             logs.update(cps_ppc=proto_logs["ppc"], cps_ppd=proto_logs["ppd"])
     mse = joints_mse(heat, cluster_heat, cluster_weight)

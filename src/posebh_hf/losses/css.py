@@ -18,7 +18,7 @@ The prototype bank is frozen while CSS runs (both schedules), so CSS never updat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -27,7 +27,7 @@ from ..codecs import decode_heatmaps_torch, encode_heatmaps_torch, get_max_preds
 from ..ops import AllReduce
 from .heatmap import joints_mse
 from .layout import keypoint_offsets
-from .prototypes import cluster_pixels, prototype_contrastive_loss
+from .prototypes import DEFAULT_CLUSTERING, ClusteringSettings, cluster_pixels, prototype_contrastive_loss
 from .sampling import sample_foreground_pixels
 from .weights import LossWeights
 
@@ -112,11 +112,10 @@ def css_loss(
     num_keypoints: Sequence[int],
     *,
     weights: LossWeights | None = None,
-    similarity: str = "abs_cosine",
+    clustering: ClusteringSettings = DEFAULT_CLUSTERING,
     decode_kernel: int = 11,
     sigma: float = 2.0,
     all_reduce: AllReduce | None = None,
-    **cluster_kwargs: object,
 ) -> tuple[Tensor, dict[str, float]]:
     """css_loss = css * sum_d (MSE(MH, CT, CW) + phm * MSE(PH, CT, CW) + PPC/PPD of the pseudo pixels).
 
@@ -132,10 +131,10 @@ def css_loss(
         prototypes: `[K_tot, M, D]` the (frozen) keypoint bank.
         num_keypoints: K_d per dataset, in bank order.
         weights: `LossWeights` (css, phm, proto, ppc, ppd, css_conf_thr, css_match_dist).
-        similarity: "abs_cosine" or "cosine".
+        clustering: `ClusteringSettings` (the similarity and Sinkhorn parameters; the assignment is always
+            "argmax" here, as released).
         decode_kernel, sigma: 11, 2.
         all_reduce: optional sum-over-processes hook for Sinkhorn (then call on every process).
-        cluster_kwargs: forwarded to `cluster_pixels`.
 
     Returns:
         (loss, logs): `css_loss` plus acceptance statistics: per skeleton `css_candidates_{d}`,
@@ -143,6 +142,7 @@ def css_loss(
         `css_candidates`, `css_accepted`, `css_accept_rate`.
     """
     weights = weights or LossWeights()
+    argmax = replace(clustering, assignment="argmax")  # CPS and CSS use the Sinkhorn hard index, as released
     offsets = keypoint_offsets(num_keypoints)
     if len(head_heatmaps) != len(num_keypoints):
         raise ValueError(f"need one head output (or None) per dataset: {len(num_keypoints)}; "
@@ -175,11 +175,10 @@ def css_loss(
         loss_d = joints_mse(mh[kept], target, weight) + weights.phm * joints_mse(ph[kept], target, weight)
         pixels = sample_foreground_pixels(embeddings[others][kept], target * weight[:, :, None, None])
         if len(pixels) or all_reduce is not None:
-            clustering = cluster_pixels(prototypes, pixels.embeddings, pixels.classes, pixels.confidences, off, k,
-                                        similarity=similarity, all_reduce=all_reduce,
-                                        **{"assignment": "argmax", **cluster_kwargs})  # type: ignore[arg-type]
+            result = cluster_pixels(prototypes, pixels.embeddings, pixels.classes, pixels.confidences, off, k,
+                                        argmax, all_reduce=all_reduce)
             if len(pixels):
-                loss_d = loss_d + prototype_contrastive_loss(clustering.logits, clustering.targets,
+                loss_d = loss_d + prototype_contrastive_loss(result.logits, result.targets,
                                                              weights=weights)[0]
         total = total + loss_d
     loss = weights.css * total

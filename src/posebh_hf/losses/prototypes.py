@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops import AllReduce, gumbel_hard_assign, normalize_embeddings, prototype_similarity, sinkhorn_knopp
+from ..ops import (
+    SIMILARITY_MODES,
+    AllReduce,
+    gumbel_hard_assign,
+    normalize_embeddings,
+    prototype_similarity,
+    sinkhorn_knopp,
+)
 from .layout import check_targets, keypoint_offsets, weights_2d
 from .sampling import sample_foreground_pixels
 from .weights import LossWeights
@@ -36,6 +43,8 @@ from .weights import LossWeights
 __all__ = [
     "ASSIGNMENTS",
     "CORRECTNESS_SCOPES",
+    "DEFAULT_CLUSTERING",
+    "ClusteringSettings",
     "PixelClustering",
     "cluster_pixels",
     "prototype_contrastive_loss",
@@ -46,6 +55,39 @@ __all__ = [
 ASSIGNMENTS: tuple[str, ...] = ("gumbel", "argmax")
 CORRECTNESS_SCOPES: tuple[str, ...] = ("dataset", "all")
 IGNORE_INDEX = -1
+
+
+@dataclass(frozen=True)
+class ClusteringSettings:
+    """How sampled pixels are clustered into prototypes (spec §4.4): one checked, frozen object that the PPC/PPD,
+    CPS and CSS terms share, instead of loose keyword arguments passed through three layers.
+
+    Attributes:
+        similarity: "abs_cosine" or "cosine" (the model's).
+        assignment: "gumbel" (released) or "argmax" (the Sinkhorn hard index; deterministic). CPS and CSS always
+            use "argmax" (as released).
+        hard_cluster: momentum update weights u_i = 1[correct] (transfer configs) instead of w_i * 1[correct] (MDT).
+        correctness: "dataset" (argmax over the dataset's rows) or "all" (argmax over all rows == off_d + c).
+        sinkhorn_epsilon, sinkhorn_iters, gumbel_tau: 0.05, 3, 0.5.
+    """
+
+    similarity: str = "abs_cosine"
+    assignment: Literal["gumbel", "argmax"] = "gumbel"
+    hard_cluster: bool = False
+    correctness: Literal["dataset", "all"] = "dataset"
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iters: int = 3
+    gumbel_tau: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.assignment not in ASSIGNMENTS or self.correctness not in CORRECTNESS_SCOPES:
+            raise ValueError(f"assignment must be one of {ASSIGNMENTS} and correctness one of {CORRECTNESS_SCOPES}; "
+                             f"got {self.assignment!r}, {self.correctness!r}")
+        if self.similarity not in SIMILARITY_MODES:
+            raise ValueError(f"unknown similarity {self.similarity!r}; expected one of {SIMILARITY_MODES}")
+
+
+DEFAULT_CLUSTERING = ClusteringSettings()
 
 
 @dataclass(frozen=True)
@@ -92,14 +134,8 @@ def cluster_pixels(
     confidences: Tensor,
     offset: int,
     num_keypoints: int,
+    settings: ClusteringSettings = DEFAULT_CLUSTERING,
     *,
-    similarity: str = "abs_cosine",
-    assignment: Literal["gumbel", "argmax"] = "gumbel",
-    hard_cluster: bool = False,
-    correctness: Literal["dataset", "all"] = "dataset",
-    sinkhorn_epsilon: float = 0.05,
-    sinkhorn_iters: int = 3,
-    gumbel_tau: float = 0.5,
     generator: torch.Generator | None = None,
     all_reduce: AllReduce | None = None,
 ) -> PixelClustering:
@@ -112,11 +148,7 @@ def cluster_pixels(
         confidences: `[n]` GT heatmap value w_i at the pixel.
         offset: off_d, the dataset's first prototype row.
         num_keypoints: K_d.
-        similarity: "abs_cosine" or "cosine".
-        assignment: "gumbel" (released) or "argmax".
-        hard_cluster: update weights u_i = 1[correct] (transfer configs) instead of w_i * 1[correct] (MDT).
-        correctness: "dataset" (argmax over the dataset's rows) or "all" (argmax over all rows == off_d + c).
-        sinkhorn_epsilon, sinkhorn_iters, gumbel_tau: 0.05, 3, 0.5.
+        settings: `ClusteringSettings` (similarity, assignment, correctness, Sinkhorn and Gumbel parameters).
         generator: RNG of the Gumbel noise.
         all_reduce: optional sum-over-processes hook for Sinkhorn (see `posebh_hf.ops.sinkhorn`).
 
@@ -124,29 +156,27 @@ def cluster_pixels(
         `PixelClustering`.
     """
     _check_pixels(prototypes, embeddings, classes, confidences, offset, num_keypoints)
-    if assignment not in ASSIGNMENTS or correctness not in CORRECTNESS_SCOPES:
-        raise ValueError(f"assignment must be one of {ASSIGNMENTS} and correctness one of {CORRECTNESS_SCOPES}; "
-                         f"got {assignment!r}, {correctness!r}")
+    s = settings
     rows = prototypes[offset:offset + num_keypoints]
-    sim = prototype_similarity(embeddings, rows, similarity)  # [n, K_d, M]
+    sim = prototype_similarity(embeddings, rows, s.similarity)  # [n, K_d, M]
     n, _, num_protos = sim.shape
     logits = sim.reshape(n, num_keypoints * num_protos)  # Q3 fixed: columns (off_d + k)*M + m of the bank
     classes = classes.long()
     with torch.no_grad():
         detached = sim.detach()
-        if correctness == "dataset":
+        if s.correctness == "dataset":
             correct = detached.amax(dim=2).argmax(dim=1) == classes
         else:
-            every = prototype_similarity(embeddings.detach(), prototypes, similarity)
+            every = prototype_similarity(embeddings.detach(), prototypes, s.similarity)
             correct = every.amax(dim=2).argmax(dim=1) == classes + offset  # Q2 fixed: global row off_d + c
-        update_weights = correct.float() if hard_cluster else confidences.float() * correct
+        update_weights = correct.float() if s.hard_cluster else confidences.float() * correct
         own = detached[torch.arange(n, device=sim.device), classes]  # [n, M], Q4 fixed: row off_d + c
-        q = sinkhorn_knopp(own, classes, num_keypoints, epsilon=sinkhorn_epsilon, num_iters=sinkhorn_iters,
+        q = sinkhorn_knopp(own, classes, num_keypoints, epsilon=s.sinkhorn_epsilon, num_iters=s.sinkhorn_iters,
                            all_reduce=all_reduce)
         hard_index = q.argmax(dim=1)
         targets = classes * num_protos + hard_index
-        if assignment == "gumbel":
-            onehot = gumbel_hard_assign(q, gumbel_tau, generator)
+        if s.assignment == "gumbel":
+            onehot = gumbel_hard_assign(q, s.gumbel_tau, generator)
         else:
             onehot = F.one_hot(hard_index, num_protos).float()
     return PixelClustering(logits, targets, onehot, update_weights, correct,
@@ -164,8 +194,8 @@ def update_prototypes(
     *,
     gamma: float = 0.999,
     clustering: PixelClustering | None = None,
+    settings: ClusteringSettings = DEFAULT_CLUSTERING,
     all_reduce: AllReduce | None = None,
-    **cluster_kwargs: object,
 ) -> Tensor:
     """Momentum update of dataset d's prototype rows (paper Eqs. 3-4, spec §4.4); returns a new bank.
 
@@ -179,7 +209,8 @@ def update_prototypes(
         embeddings, classes, confidences, offset, num_keypoints: as in `cluster_pixels`.
         gamma: momentum (0.999).
         clustering: the `cluster_pixels` result for the same pixels and bank (recomputed when None, with
-            `cluster_kwargs`).
+            `settings`).
+        settings: `ClusteringSettings` of that recomputation.
         all_reduce: optional sum-over-processes hook; sums f and n (one collective), and is passed to Sinkhorn
             when the clustering is recomputed.
 
@@ -190,7 +221,7 @@ def update_prototypes(
         raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
     if clustering is None:
         clustering = cluster_pixels(prototypes, embeddings.detach(), classes, confidences, offset, num_keypoints,
-                                    all_reduce=all_reduce, **cluster_kwargs)  # type: ignore[arg-type]
+                                    settings, all_reduce=all_reduce)
     protos = normalize_embeddings(prototypes).clone()
     _, num_protos, dim = protos.shape
     weight = clustering.update_weights[:, None]
@@ -255,7 +286,8 @@ def prototype_loss(
     gamma: float = 0.999,
     sample_threshold: float = 0.0,
     all_reduce: AllReduce | None = None,
-    **cluster_kwargs: object,
+    clustering: ClusteringSettings = DEFAULT_CLUSTERING,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float], Tensor]:
     """PPC + PPD of every dataset and the sequential momentum updates of one iteration (spec §4.3-4.5).
 
@@ -276,7 +308,8 @@ def prototype_loss(
         gamma: momentum (0.999).
         sample_threshold: foreground threshold (0.0 MDT, 0.2 transfer).
         all_reduce: optional sum-over-processes hook.
-        cluster_kwargs: forwarded to `cluster_pixels` (similarity, assignment, hard_cluster, correctness, ...).
+        clustering: `ClusteringSettings` for `cluster_pixels`.
+        generator: RNG of the Gumbel noise.
 
     Returns:
         (loss, logs, new_prototypes): the summed PPC/PPD term, logs (`proto_loss`, per dataset `ppc_{d}`,
@@ -295,16 +328,16 @@ def prototype_loss(
         pixels = sample_foreground_pixels(embeddings[mask], targets[mask, :k], sample_threshold)
         if all_reduce is None and len(pixels) == 0:
             continue
-        clustering = cluster_pixels(current, pixels.embeddings, pixels.classes, pixels.confidences, off, k,
-                                    all_reduce=all_reduce, **cluster_kwargs)  # type: ignore[arg-type]
+        result = cluster_pixels(current, pixels.embeddings, pixels.classes, pixels.confidences, off, k,
+                                clustering, generator=generator, all_reduce=all_reduce)
         if len(pixels):
-            loss_d, logs_d = prototype_contrastive_loss(clustering.logits, clustering.targets, weights=weights)
+            loss_d, logs_d = prototype_contrastive_loss(result.logits, result.targets, weights=weights)
             total = total + loss_d
             logs.update({f"ppc_{d}": logs_d["ppc"], f"ppd_{d}": logs_d["ppd"],
                          f"proto_pixels_{d}": float(len(pixels)),
-                         f"proto_correct_{d}": float(clustering.correct.float().mean())})
+                         f"proto_correct_{d}": float(result.correct.float().mean())})
         if update:
             current = update_prototypes(current, pixels.embeddings, pixels.classes, pixels.confidences, off, k,
-                                        gamma=gamma, clustering=clustering, all_reduce=all_reduce)
+                                        gamma=gamma, clustering=result, all_reduce=all_reduce)
     logs["proto_loss"] = float(total.detach())
     return total, logs, current

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import (
+    ClusteringSettings,
     LossWeights,
     cluster_loss,
     css_loss,
@@ -57,18 +58,18 @@ class LossContext:
     keypoint_map: Tensor | None = None
     all_reduce: AllReduce | None = None
     weights: LossWeights = field(init=False)
+    clustering: ClusteringSettings = field(init=False)
 
     def __post_init__(self) -> None:
         self.weights = loss_weights(self.config)
+        c = self.config
+        self.clustering = ClusteringSettings(similarity=self.similarity, hard_cluster=c.hard_cluster,
+                                              sinkhorn_epsilon=c.sinkhorn_epsilon, sinkhorn_iters=c.sinkhorn_iters,
+                                              gumbel_tau=c.gumbel_tau)
 
     @property
     def num_rows(self) -> int:
         return sum(self.num_keypoints)
-
-    def cluster_kwargs(self) -> dict[str, object]:
-        c = self.config
-        return {"similarity": self.similarity, "sinkhorn_epsilon": c.sinkhorn_epsilon,
-                "sinkhorn_iters": c.sinkhorn_iters}
 
 
 @dataclass
@@ -130,8 +131,7 @@ def compute_losses(model: nn.Module, bank: PrototypeBankView | None, batch: Mapp
         proto, proto_logs, updated = prototype_loss(
             embeddings, targets, weights_t, index, protos, ctx.num_keypoints, weights=ctx.weights,
             update=flags.update_prototypes, gamma=ctx.config.momentum,
-            sample_threshold=ctx.config.sample_threshold, all_reduce=ctx.all_reduce,
-            hard_cluster=ctx.config.hard_cluster, gumbel_tau=ctx.config.gumbel_tau, **ctx.cluster_kwargs())
+            sample_threshold=ctx.config.sample_threshold, all_reduce=ctx.all_reduce, clustering=ctx.clustering)
         total = total + phm + proto
         logs.update(phm_logs)
         logs.update(proto_logs)
@@ -141,12 +141,12 @@ def compute_losses(model: nn.Module, bank: PrototypeBankView | None, batch: Mapp
             cps, cps_logs = cluster_loss(embeddings, bank.cluster_prototypes.detach(), targets, weights_t, index,
                                          ctx.keypoint_map, weights=ctx.weights,
                                          sample_threshold=ctx.config.sample_threshold, all_reduce=ctx.all_reduce,
-                                         **ctx.cluster_kwargs())
+                                         clustering=ctx.clustering)
             total = total + cps
             logs.update(cps_logs)
         if css:
             css_value, css_logs = css_loss(embeddings, heatmaps, phm_all, index, protos, ctx.num_keypoints,
-                                           weights=ctx.weights, all_reduce=ctx.all_reduce, **ctx.cluster_kwargs())
+                                           weights=ctx.weights, all_reduce=ctx.all_reduce, clustering=ctx.clustering)
             total = total + css_value
             logs.update(css_logs)
     logs["loss"] = float(total.detach())

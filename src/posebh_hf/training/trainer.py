@@ -32,7 +32,6 @@ from ..losses import cluster_keypoint_map
 from ..modeling import PoseBHForPoseEstimation
 from .checkpointing import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import TrainData, build_train_data, load_source
 from .distributed import (
     check_fsdp_version_on_cpu,
     describe_sharding,
@@ -49,6 +48,7 @@ from .prototype_sync import average_across_processes, build_cluster_bank, make_a
 from .schedule import LRSchedule, StageFlags, StageSchedule, apply_stage
 from .state import TrainingState, find_checkpoint
 from .step import LossContext, PrototypeBankView, StepResult, compute_losses
+from .train_data import TrainData, build_train_data, load_source
 from .validation import ValidationSet, build_validation_sets, validate
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "train"]

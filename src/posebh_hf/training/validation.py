@@ -27,7 +27,7 @@ from ..data.collate import PoseCollator
 from ..data.views import instance_dataset
 from ..evaluation import evaluate_coco, keypoint_pck_accuracy
 from .config import DatasetConfig, EvalConfig
-from .data import SourceData, make_transform
+from .train_data import SourceData, make_transform
 
 __all__ = ["NO_AUGMENT", "ValidationSet", "build_validation_sets", "score_predictions", "validate"]
 

@@ -13,17 +13,17 @@ be composed freely with :class:`Compose`.
 from __future__ import annotations
 
 from .affine import TopDownAffine, crop_matrix
-from .config import DATASET_AUGMENT, AugmentConfig, augment_config_for
-from .flip import RandomFlip, flip_keypoints, flip_sample
-from .half_body import HalfBody, half_body_center_scale
-from .normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
-from .pipeline import (
+from .augment_config import DATASET_AUGMENT, AugmentConfig, augment_config_for
+from .compose import (
     Compose,
     TopDownTestTransform,
     TopDownTrainTransform,
     build_test_transforms,
     build_train_transforms,
 )
+from .flip import RandomFlip, flip_keypoints, flip_sample
+from .half_body import HalfBody, half_body_center_scale
+from .normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 from .sample import SampleTransform, TopDownSample
 from .scale_rotation import RandomScaleRotation, jitter_center
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..codecs import HeatmapCodec
 from .affine import TopDownAffine
-from .config import AugmentConfig
+from .augment_config import AugmentConfig
 from .flip import RandomFlip
 from .half_body import HalfBody
 from .normalize import normalize_image

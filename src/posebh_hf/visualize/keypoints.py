@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .skeletons import Skeleton
+from ..skeletons import Skeleton
 
 
 def check_score_threshold(value: float) -> float:

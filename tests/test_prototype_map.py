@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from posebh_hf.cli import main
-from posebh_hf.hub.prototype_map import (
+from posebh_hf.modeling import PoseBHConfig, PoseBHForPoseEstimation
+from posebh_hf.visualize.prototype_map import (
     collect_prototypes,
     embed_2d,
     keypoint_similarity,
@@ -22,7 +23,6 @@ from posebh_hf.hub.prototype_map import (
     nearest_table_markdown,
     render_prototype_map,
 )
-from posebh_hf.modeling import PoseBHConfig, PoseBHForPoseEstimation
 
 SHARED = ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee")
 
@@ -114,7 +114,7 @@ def test_tsne_is_deterministic_and_keeps_aligned_keypoints_together(aligned: Pos
 def test_without_scikit_learn_tsne_names_the_extra_and_mds_still_works(
         aligned: PoseBHForPoseEstimation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]):
-    from posebh_hf.hub.prototype_map import tsne_available
+    from posebh_hf.visualize.prototype_map import tsne_available
 
     for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
         monkeypatch.delitem(sys.modules, name)
@@ -160,7 +160,7 @@ def test_cli_writes_the_map_and_the_table(aligned: PoseBHForPoseEstimation, tmp_
 
 
 def test_links_join_exactly_the_aligned_pairs(aligned: PoseBHForPoseEstimation):
-    from posebh_hf.hub.prototype_map import _mutual_nearest
+    from posebh_hf.visualize.prototype_map import _mutual_nearest
 
     protos = collect_prototypes(aligned)
     coco, aic = aligned.skeleton("coco"), aligned.skeleton("aic")

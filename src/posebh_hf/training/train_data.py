@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader, Sampler
 from ..data.build import build_dataset, load_pose_dataset
 from ..data.collate import PoseCollator
 from ..data.converters import ConvertOptions
+from ..data.instance_specs import instance_spec_for
 from ..data.keypoint_mapping import BY_NAME, KeypointMappedTransform, keypoint_index_map
 from ..data.mixing import MixedDataset, MixingBatchSampler, worker_init
-from ..data.presets import instance_spec_for
 from ..data.synth import SYNTH_SCHEME, ensure_synth_source
 from ..data.transform import PoseTrainTransform
 from ..data.views import instance_dataset

@@ -9,7 +9,7 @@ from typing import Any
 from ..skeletons import Skeleton
 from .coco import evaluate_coco, evaluate_coco_wholebody, evaluate_crowdpose
 from .errors import EvaluationInputError
-from .io import JsonSource
+from .inputs import JsonSource
 from .pck import evaluate_pck, evaluate_pck_auc_epe
 from .pckh import evaluate_pckh
 
