@@ -56,23 +56,10 @@ def _val_config(model_dir: Path, config: Path = CONFIGS / "finetune_multihead.ya
 
 def predict_head(model: Any, vset: Any, head: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Head `head` (through its own expert) on every crop of a validation view: predictions [N, K_head, 2] in crop
-    pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3]."""
-    import torch
-    from torch.utils.data import DataLoader
+    pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3] (decoded with the model's codec)."""
+    from posebh_hf.training.validation import predict_crops
 
-    from posebh_hf.codecs import decode_heatmaps
-    from posebh_hf.data.collate import PoseCollator
-
-    preds, confs, gts = [], [], []
-    loader = DataLoader(vset.view, batch_size=batch_size, collate_fn=PoseCollator(vset.skeleton.num_keypoints))
-    with torch.no_grad():
-        for batch in loader:
-            heat = model(batch["pixel_values"], dataset_index=head, heads=[head]).heatmaps[head].float().numpy()
-            coords, conf = decode_heatmaps(heat, vset.decode_mode)
-            preds.append(coords * vset.stride[None, None, :])
-            confs.append(conf)
-            gts.append(batch["keypoints"].numpy())
-    return np.concatenate(preds), np.concatenate(confs), np.concatenate(gts)
+    return predict_crops(model.eval(), vset, head, batch_size)
 
 
 def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[str, float]]:

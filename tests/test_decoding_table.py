@@ -83,3 +83,49 @@ def test_released_table_and_validation():
         PoseBHConfig.tiny(decoding={"aic": "dark"})
     with pytest.raises(ValueError, match="not one of this model's skeletons"):
         PoseBHConfig.tiny(decoding={"crowdpose": "udp"})
+
+
+def test_pipeline_post_processing_is_post_process_pose_estimation(monkeypatch, converted, photo):
+    """The pipeline turns heatmaps into keypoints only through the processor's transformers-style method."""
+    from posebh_hf import PoseBHPipeline
+
+    pipe = PoseBHPipeline.from_pretrained(converted)
+    calls: list[str] = []
+    original = PoseBHImageProcessor.post_process_pose_estimation
+
+    def spy(self, outputs, boxes, dataset):
+        calls.append(dataset)
+        return original(self, outputs, boxes, dataset)
+
+    monkeypatch.setattr(PoseBHImageProcessor, "post_process_pose_estimation", spy)
+    result = pipe(str(photo), boxes=[[10.0, 12.0, 80.0, 120.0]], skeletons=["coco", "aic"], flip=True)
+    assert sorted(calls) == ["aic", "coco"] and result is not None
+    codec = pipe.image_processor.codec_for("aic", (48, 64))
+    assert codec.decoding == "default" and codec.shift_heatmap  # flip-back shift of the classic rule
+    assert pipe.image_processor.codec_for("coco", (48, 64)).decoding == "udp"
+
+
+def test_validation_decodes_with_the_model_codec_and_refuses_a_mismatch():
+    """Training validation asks the model how a head decodes; crops cut with another rule are refused."""
+    from torch.utils.data import Dataset
+
+    from posebh_hf.codecs import HeatmapCodec
+    from posebh_hf.skeletons import get_skeleton
+    from posebh_hf.training.validation import ValidationSet, predict_crops
+
+    class Crops(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> dict:
+            return {"pixel_values": torch.zeros(3, 256, 192), "target": torch.zeros(17, 64, 48),
+                    "target_weight": torch.ones(17), "keypoints": torch.zeros(17, 3), "dataset_index": 0,
+                    "image_id": i, "object_index": 0}
+
+    model = PoseBHForPoseEstimation(PoseBHConfig.tiny(decoding={"aic": "default"})).eval()
+    udp_crops = ValidationSet("coco", 0, Crops(), HeatmapCodec(use_udp=True), get_skeleton("coco"))
+    pred, scores, gt = predict_crops(model, udp_crops)
+    assert pred.shape == (2, 17, 2) and scores.shape == (2, 17) and gt.shape == (2, 17, 3)
+    model.config.decoding = {"coco": "default"}
+    with pytest.raises(ValueError, match="decodes with 'default' but the 'coco' crops were cut with 'udp'"):
+        predict_crops(model, udp_crops)

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .codecs import flip_back_heatmaps_torch
 from .images import MAX_IMAGE_PIXELS, ImageReadError
 from .images import load_image as read_image
 from .pose_results import KeypointSet, PoseInstance, PoseResult
@@ -111,8 +110,8 @@ class PoseBHPipeline:
             for name in names:
                 heat = plain[name].float()
                 if name in flipped:
-                    shift = self.image_processor.decoding_for(name) == "default"
-                    back = flip_back_heatmaps_torch(flipped[name].float(), self.skeleton(name).flip_indices, shift)
+                    codec = self.image_processor.codec_for(name, (heat.shape[-1], heat.shape[-2]))
+                    back = codec.flip_back_torch(flipped[name].float(), self.skeleton(name).flip_indices)
                     heat = (heat + back) * 0.5
                 out[name].append(heat.cpu())
         return {n: torch.cat(v) for n, v in out.items()}
@@ -201,12 +200,11 @@ class PoseBHPipeline:
     def _run(self, arrays: list[np.ndarray], box_arrays: list[np.ndarray], names: list[str], flip: bool,
              clip_scores: bool) -> list[list[dict[str, dict[str, np.ndarray]]]]:
         """Per image, per box, per skeleton: keypoints [K, 2] and scores [K]. The crops of all images are cut
-        once per crop mode and run through each expert group in batches of `batch_size`."""
+        once per crop mode and run through each expert group in batches of `batch_size`; the heatmaps become
+        keypoints in `PoseBHImageProcessor.post_process_pose_estimation` (the skeleton's codec, see `codec_for`)."""
         results: list[list[dict[str, dict[str, np.ndarray]]]] = [[{} for _ in b] for b in box_arrays]
-        flat_boxes = np.concatenate(box_arrays) if box_arrays else np.zeros((0, 4), np.float32)
-        if len(flat_boxes) == 0:
+        if sum(len(b) for b in box_arrays) == 0:
             return results
-        owner = [(i, j) for i, b in enumerate(box_arrays) for j in range(len(b))]
         groups: dict[tuple[str, int], list[str]] = {}
         for name in names:
             key = (self.image_processor.decoding_for(name), self.routing_index(name))
@@ -217,11 +215,11 @@ class PoseBHPipeline:
                 crops_by_mode[mode] = self.image_processor(arrays, box_arrays, udp=mode == "udp")["pixel_values"]
             heatmaps = self._heatmaps(crops_by_mode[mode], group, index, flip)
             for name in group:
-                keypoints, scores = self.image_processor.keypoints_from_heatmaps(heatmaps[name], flat_boxes, name)
-                if clip_scores:
-                    scores = np.clip(scores, 0.0, 1.0)
-                for row, (i, j) in enumerate(owner):
-                    results[i][j][name] = {"keypoints": keypoints[row], "scores": scores[row]}
+                per_image = self.image_processor.post_process_pose_estimation(heatmaps, box_arrays, name)
+                for i, instances in enumerate(per_image):
+                    for j, instance in enumerate(instances):
+                        scores = np.clip(instance["scores"], 0.0, 1.0) if clip_scores else instance["scores"]
+                        results[i][j][name] = {"keypoints": instance["keypoints"], "scores": scores}
         return results
 
 

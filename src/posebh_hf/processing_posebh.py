@@ -17,7 +17,7 @@ from PIL import Image
 from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
-from .codecs import decode_heatmaps, heatmap_to_image
+from .codecs import HeatmapCodec
 from .geometry import box_to_center_scale, get_affine_matrix, get_udp_warp_matrix, warp_crop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,6 +102,12 @@ class PoseBHImageProcessor(BaseImageProcessor):
     def decoding_for(self, skeleton_name: str) -> str:
         return self.decoding.get(skeleton_name, self.default_decoding)
 
+    def codec_for(self, skeleton_name: str, heatmap_size: tuple[int, int]) -> HeatmapCodec:
+        """The codec that decodes and flips back skeleton `skeleton_name`'s heatmaps of size (W, H) cut from this
+        processor's crops (the same table as the model's `config.codec_for`; the pipeline keeps them in sync)."""
+        return HeatmapCodec(input_size=self.input_size, heatmap_size=(int(heatmap_size[0]), int(heatmap_size[1])),
+                            use_udp=self.decoding_for(skeleton_name) == "udp")
+
     def boxes_to_center_scale(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[N, 4] xywh -> center [N, 2], scale [N, 2] (pixel_std units)."""
         width, height = self.input_size
@@ -151,12 +157,10 @@ class PoseBHImageProcessor(BaseImageProcessor):
         """heatmaps [N, K, h, w] of N boxes [N, 4] -> keypoints [N, K, 2] image pixels, scores [N, K]."""
         if isinstance(heatmaps, torch.Tensor):
             heatmaps = heatmaps.detach().float().cpu().numpy()
-        mode = self.decoding_for(skeleton_name)
-        coords, scores = decode_heatmaps(np.asarray(heatmaps, dtype=np.float32), mode=mode)
+        heatmaps = np.asarray(heatmaps, dtype=np.float32)
+        codec = self.codec_for(skeleton_name, (heatmaps.shape[-1], heatmaps.shape[-2]))
         center, scale = self.boxes_to_center_scale(boxes)
-        hm_size = (heatmaps.shape[-1], heatmaps.shape[-2])
-        keypoints = heatmap_to_image(coords, center, scale, hm_size, udp=mode == "udp")
-        return keypoints, scores
+        return codec.decode_to_image(heatmaps, center, scale)
 
     def post_process_pose_estimation(self, outputs: Any, boxes: Sequence[Sequence[Sequence[float]]],
                                      dataset: str) -> list[list[dict[str, np.ndarray]]]:

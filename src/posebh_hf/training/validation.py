@@ -2,7 +2,8 @@
 
 Each validation instance is cropped from its ground-truth box exactly like a training sample without
 augmentation (the data package's transform with flip, half-body, scale/rotation and centre jitter off), run
-through its dataset's head, decoded with the dataset's codec (argmax + DARK/UDP or +-0.25) and compared with the
+through its dataset's head, decoded with the codec the model carries for that head (`config.codec_for`: argmax +
+DARK/UDP or +-0.25; the trainer writes it from the transform that made the targets) and compared with the
 transformed ground truth in crop pixels, so no image-space projection is needed:
 - ``pck``: PCK at `pck_threshold` x max(w, h) of the instance's visible-keypoint box (mmpose's
   `keypoint_pck_accuracy`, mean over keypoints);
@@ -22,14 +23,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..codecs import heatmap_stride
+from ..codecs import HeatmapCodec, heatmap_stride
 from ..data.collate import PoseCollator
 from ..data.views import instance_dataset
 from ..evaluation import evaluate_coco, keypoint_pck_accuracy
 from .config import DatasetConfig, EvalConfig
 from .train_data import SourceData, make_transform
 
-__all__ = ["NO_AUGMENT", "ValidationSet", "build_validation_sets", "score_predictions", "validate"]
+__all__ = ["NO_AUGMENT", "ValidationSet", "build_validation_sets", "predict_crops", "score_predictions", "validate"]
 
 NO_AUGMENT: dict[str, Any] = {"flip_prob": 0.0, "half_body": False, "scale_factor": 0.0, "rot_factor": 0.0,
                               "rot_prob": 0.0, "center_jitter_prob": 0.0}
@@ -37,14 +38,20 @@ NO_AUGMENT: dict[str, Any] = {"flip_prob": 0.0, "half_body": False, "scale_facto
 
 @dataclass
 class ValidationSet:
-    """One dataset's validation instances (transformed on access) and how to decode its heatmaps."""
+    """One dataset's validation instances (transformed on access) and the crop geometry they were cut with
+    (`crop_codec`: input and heatmap sizes, UDP or not; decoding asks the model, see `predict_crops`)."""
 
     name: str
     dataset_index: int
     view: Any
-    stride: np.ndarray  # [2] crop pixels per heatmap pixel
-    decode_mode: str
+    crop_codec: HeatmapCodec
     skeleton: Any
+
+    @property
+    def stride(self) -> np.ndarray:
+        """[2] crop pixels per heatmap pixel."""
+        codec = self.crop_codec
+        return np.asarray(heatmap_stride(codec.input_size, codec.heatmap_size, codec.use_udp), np.float64)
 
 
 def build_validation_sets(specs: Sequence[DatasetConfig], sources: Sequence[SourceData | None],
@@ -58,10 +65,7 @@ def build_validation_sets(specs: Sequence[DatasetConfig], sources: Sequence[Sour
         view = instance_dataset(source.dataset, transform)
         if config.max_samples is not None and len(view) > config.max_samples:
             view = Subset(view, range(config.max_samples))
-        aug = transform.spec.augment
-        stride = heatmap_stride(aug.input_size, aug.heatmap_size, aug.use_udp)
-        out.append(ValidationSet(spec.name, d, view, np.asarray(stride, np.float64),
-                                 "udp" if aug.use_udp else "default", source.skeleton))
+        out.append(ValidationSet(spec.name, d, view, transform.spec.augment.codec(), source.skeleton))
     return out
 
 
@@ -94,24 +98,38 @@ def score_predictions(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, skel
     return {"pck": float(pck), "epe": epe, "ap": float(ap["AP"]), "instances": float(len(gt))}
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, vset: ValidationSet, indices: Sequence[int], batch_size: int,
-             device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ..codecs import decode_heatmaps
+def head_codec(model: nn.Module, head: str, vset: ValidationSet) -> HeatmapCodec:
+    """How `head`'s heatmaps of `vset`'s crops decode: the model's own mode for the head (`config.codec_for`) at
+    the crops' geometry. A head whose mode differs from the mode the crops were cut with is refused."""
+    crop = vset.crop_codec
+    codec = model.config.codec_for(head, crop.input_size, crop.heatmap_size)
+    if codec.use_udp != crop.use_udp:
+        raise ValueError(f"head {head!r} decodes with {codec.decoding!r} but the {vset.name!r} crops were cut with "
+                         f"{crop.decoding!r}; set data.augment.use_udp to match the model's config.decoding")
+    return codec
 
-    k = vset.skeleton.num_keypoints
-    preds, scores, gts = [np.zeros((0, k, 2))], [np.zeros((0, k))], [np.zeros((0, k, 3))]
+
+@torch.no_grad()
+def predict_crops(model: nn.Module, vset: ValidationSet, head: str | None = None, batch_size: int = 32,
+                  indices: Sequence[int] | None = None, device: torch.device | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head `head` (default: the set's own; through its own expert) on the set's crops: predictions [N, K_head, 2]
+    in crop pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3]."""
+    head = head or vset.name
+    codec = head_codec(model, head, vset)
+    device = device or next(model.parameters()).device
+    k_view, k_head = vset.skeleton.num_keypoints, len(model.config.skeletons[head]["keypoints"])
+    preds, scores, gts = [np.zeros((0, k_head, 2))], [np.zeros((0, k_head))], [np.zeros((0, k_view, 3))]
+    subset = Subset(vset.view, list(range(len(vset.view)) if indices is None else indices))
     # own generator: evaluation must not consume the global RNG that training (and its checkpoints) use
-    loader = DataLoader(Subset(vset.view, list(indices)), batch_size=batch_size, collate_fn=PoseCollator(k),
+    loader = DataLoader(subset, batch_size=batch_size, collate_fn=PoseCollator(k_view),
                         generator=torch.Generator().manual_seed(0))
     for batch in loader:
-        pixels = batch["pixel_values"].to(device)
-        out = model(pixels, dataset_index=vset.dataset_index, heads=[vset.name])
-        heat = out.heatmaps[vset.name].float().cpu().numpy()
-        coords, conf = decode_heatmaps(heat, vset.decode_mode)
+        out = model(batch["pixel_values"].to(device), dataset_index=head, heads=[head])
+        coords, conf = codec.decode(out.heatmaps[head].float().cpu().numpy())
         preds.append(coords * vset.stride[None, None, :])
         scores.append(conf)
-        gts.append(batch["keypoints"].numpy()[:, :k])
+        gts.append(batch["keypoints"].numpy()[:, :k_view])
     return np.concatenate(preds), np.concatenate(scores), np.concatenate(gts)
 
 
@@ -154,7 +172,7 @@ def validate(model: nn.Module, sets: Sequence[ValidationSet], config: EvalConfig
     try:
         for vset in sets:
             indices = _shard(len(vset.view), rank, world_size)
-            pred, score, gt = _predict(model, vset, indices, config.batch_size, device)
+            pred, score, gt = predict_crops(model, vset, batch_size=config.batch_size, indices=indices, device=device)
             if world_size > 1 and gather is not None:
                 parts = gather([(indices, pred, score, gt)])
                 pred, score, gt = _merge(parts, len(vset.view))
