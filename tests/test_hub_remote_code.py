@@ -9,6 +9,7 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hub_server import PYTHON, FakeHub, hub_fixtures
@@ -38,8 +39,14 @@ model = AutoModel.from_pretrained("org/remote", trust_remote_code=True).eval()
 print(type(model).__module__, type(config).__name__, config.extra_prototype_skeletons)
 with torch.no_grad():
     out = model(ref["x"], dataset_index=[0, 3], output_prototype_heatmaps=True, prototype_skeletons=["mouse4"])
+from transformers import pipeline
+pose = pipeline("keypoint-detection", model="org/remote", trust_remote_code=True)
+print("pipeline", type(pose).__module__, type(pose).__name__)
+image = ref["image"].numpy()
+result = pose(image, boxes=[[10.0, 12.0, 80.0, 120.0]], skeletons=["coco"], flip=True)
 save_file({"coco": out.heatmaps["coco"].contiguous(), "ap10k": out.heatmaps["ap10k"].contiguous(),
-           "mouse4": out.prototype_heatmaps["mouse4"].contiguous()}, OUT)
+           "mouse4": out.prototype_heatmaps["mouse4"].contiguous(),
+           "pipeline_keypoints": torch.from_numpy(result.keypoints("coco")).contiguous()}, OUT)
 """
 
 _fake_hub, _hub_env = hub_fixtures()  # the `fake_hub` and `hub_env` fixtures
@@ -75,7 +82,9 @@ def test_generated_modules_are_flat_and_complete():
 
 def _fake_package(root: Path, modules: dict[str, str]) -> Path:
     package = root / "posebh_hf"
-    for name, text in {"__init__.py": "", "modeling/__init__.py": "", **modules}.items():
+    pipeline = "class KeypointDetectionPipeline:\n    pass\n"
+    for name, text in {"__init__.py": "", "modeling/__init__.py": "", "pipeline_task.py": pipeline,
+                       **modules}.items():
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         (package / name).write_text(text)
     return package
@@ -93,7 +102,7 @@ def test_modules_keep_their_own_namespaces(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(remote_code, "PACKAGE_DIR", package)
     files = remote_code.build_remote_code()
     assert sorted(files) == ["configuration_posebh.py", "modeling_posebh.py", "posebh_modeling_parts.py",
-                             "posebh_ops_sim.py"]
+                             "posebh_ops_sim.py", "posebh_pipeline_task.py"]
     repo = tmp_path / "repo_pkg"
     repo.mkdir()
     (repo / "__init__.py").write_text("")
@@ -128,6 +137,8 @@ def test_saved_repo_has_auto_map_and_card(model: PoseBHForPoseEstimation, tmp_pa
     assert config["auto_map"] == {"AutoConfig": "configuration_posebh.PoseBHConfig",
                                   "AutoModel": "modeling_posebh.PoseBHForPoseEstimation",
                                   "AutoModelForPoseEstimation": "modeling_posebh.PoseBHForPoseEstimation"}
+    assert config["custom_pipelines"]["keypoint-detection"]["impl"] == "posebh_pipeline_task.KeypointDetectionPipeline"
+    assert (folder / "posebh_pipeline_task.py").is_file()
     card = (folder / "README.md").read_text()
     assert 'trust_remote_code=True' in card and "read them first" in card
 
@@ -136,7 +147,8 @@ def test_trust_remote_code_without_the_package(model: PoseBHForPoseEstimation, h
                                                fake_hub: FakeHub, tmp_path: Path):
     push_model_to_hub(model, "org/remote", remote_code=True)
     x = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(2))
-    save_file({"x": x}, str(tmp_path / "ref.safetensors"))
+    image = torch.randint(0, 256, (150, 110, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    save_file({"x": x, "image": image}, str(tmp_path / "ref.safetensors"))
     code = (CHILD.replace("SITE_PACKAGES", repr(sysconfig.get_paths()["purelib"]))
             .replace("REF", repr(str(tmp_path / "ref.safetensors"))).replace("OUT", repr(str(tmp_path / "out.st"))))
     env = {"PATH": "/usr/bin:/bin", **hub_env}
@@ -151,3 +163,24 @@ def test_trust_remote_code_without_the_package(model: PoseBHForPoseEstimation, h
     assert torch.equal(remote["coco"], local.heatmaps["coco"])
     assert torch.equal(remote["ap10k"], local.heatmaps["ap10k"])
     assert torch.equal(remote["mouse4"], local.prototype_heatmaps["mouse4"])
+    # the pipeline task loads from the repo's own pipeline file (custom_pipelines) and agrees with the package's
+    assert "pipeline transformers_modules" in result.stdout and "KeypointDetectionPipeline" in result.stdout
+    from posebh_hf import PoseBHPipeline
+
+    expected = PoseBHPipeline(model).predict([image.numpy()], boxes=[[[10.0, 12.0, 80.0, 120.0]]], skeletons=["coco"],
+                                             flip=True)[0]
+    np.testing.assert_allclose(remote["pipeline_keypoints"].numpy(), expected.keypoints("coco"), atol=1e-4)
+
+
+def test_the_package_serves_the_task_of_a_remote_code_repo_without_trust(model: PoseBHForPoseEstimation,
+                                                                          tmp_path: Path):
+    """With the package installed, the repo's `custom_pipelines` entry is ignored (transformers would otherwise
+    demand trust_remote_code): the registered task serves it."""
+    from transformers import pipeline
+
+    folder = save_model_repo(model, tmp_path / "repo", repo_id="org/remote", remote_code=True)
+    pose = pipeline("keypoint-detection", model=str(folder))
+    assert type(pose).__module__ == "posebh_hf.pipeline_task"
+    assert not hasattr(pose.model.config, "custom_pipelines")
+    image = np.zeros((64, 48, 3), np.uint8)
+    assert pose(image, skeletons=["coco"]).keypoints("coco").shape == (1, 17, 2)

@@ -130,6 +130,11 @@ class PoseBHConfig(PreTrainedConfig):
     decoding: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
+        if __name__.startswith("posebh_hf."):
+            # A repo pushed with remote code names its pipeline file in `custom_pipelines` (for users without the
+            # package). The installed package serves that task itself (`import posebh_hf` registers it), and
+            # transformers would refuse the repo's entry without trust_remote_code, so the package drops it.
+            kwargs.pop("custom_pipelines", None)
         self.dataset_names = [str(n) for n in self.dataset_names]
         self.extra_prototype_skeletons = [str(n) for n in self.extra_prototype_skeletons]
         self.backbone_config = self._resolve_backbone(self.backbone_config)

@@ -7,7 +7,9 @@ files only. So at push time we *generate* flat copies of exactly the modules the
   configuration_posebh.py   posebh_hf/configuration_posebh.py
   modeling_posebh.py        posebh_hf/modeling/modeling_posebh.py
   posebh_<path>.py          every other posebh_hf module they import, e.g. posebh_modeling_prototypes.py,
-                            posebh_skeletons.py (a package's __init__), posebh_ops_similarity.py
+                            posebh_skeletons.py (a package's __init__), posebh_ops_similarity.py, and
+                            posebh_pipeline_task.py (the `keypoint-detection` pipeline, named in config.json's
+                            `custom_pipelines`, so `pipeline(..., trust_remote_code=True)` works too)
 
 Each file is its module's source, unchanged except that every import of posebh_hf (`from ..ops.similarity import
 A as B`, `from posebh_hf.skeletons import S`) is rewritten to the flat sibling (`from .posebh_ops_similarity import A
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from ..atomic_files import write_text_atomically
 
-__all__ = ["CONFIG_MODULE", "MODEL_MODULE", "RemoteCodeError", "auto_map", "build_remote_code",
+__all__ = ["CONFIG_MODULE", "MODEL_MODULE", "RemoteCodeError", "auto_map", "build_remote_code", "custom_pipelines",
            "write_remote_code"]
 
 PACKAGE = "posebh_hf"
@@ -37,6 +39,9 @@ CONFIG_MODULE = "configuration_posebh"
 MODEL_MODULE = "modeling_posebh"
 CONFIG_ROOT = "configuration_posebh"  # module paths relative to the package
 MODEL_ROOT = "modeling.modeling_posebh"
+PIPELINE_ROOT = "pipeline_task"
+PIPELINE_CLASS = "KeypointDetectionPipeline"
+PIPELINE_TASK = "keypoint-detection"
 CONFIG_CLASS = "PoseBHConfig"
 MODEL_CLASS = "PoseBHForPoseEstimation"
 AUTO_CLASSES = ("AutoModel", "AutoModelForPoseEstimation")
@@ -142,11 +147,12 @@ def _header(module: str) -> str:
 
 def build_remote_code() -> dict[str, str]:
     """{file name: source} of the remote-code modules, generated from the package sources."""
-    modules = _closure([CONFIG_ROOT, MODEL_ROOT])
+    modules = _closure([CONFIG_ROOT, MODEL_ROOT, PIPELINE_ROOT])
     files = {}
     for module, (source, _) in sorted(modules.items()):
         files[f"{flat_name(module)}.py"] = _header(module) + source
-    for filename, cls in ((f"{CONFIG_MODULE}.py", CONFIG_CLASS), (f"{MODEL_MODULE}.py", MODEL_CLASS)):
+    for filename, cls in ((f"{CONFIG_MODULE}.py", CONFIG_CLASS), (f"{MODEL_MODULE}.py", MODEL_CLASS),
+                          (f"{flat_name(PIPELINE_ROOT)}.py", PIPELINE_CLASS)):
         if not re.search(rf"^class {cls}\b", files[filename], flags=re.MULTILINE):
             raise RemoteCodeError(f"{cls} is not defined in {filename}")
     return files
@@ -159,8 +165,16 @@ def auto_map() -> dict[str, str]:
     return mapping
 
 
+def custom_pipelines() -> dict[str, dict[str, object]]:
+    """The `custom_pipelines` entry of config.json: transformers' `pipeline(task, model=repo, trust_remote_code=True)`
+    loads the task's class from the repo's generated pipeline file (the installed package ignores it)."""
+    return {PIPELINE_TASK: {"impl": f"{flat_name(PIPELINE_ROOT)}.{PIPELINE_CLASS}", "pt": ["AutoModelForPoseEstimation"],
+                            "tf": [], "type": "image"}}
+
+
 def write_remote_code(folder: str | os.PathLike[str], files: Iterable[tuple[str, str]] | None = None) -> list[Path]:
-    """Write the remote-code modules into a saved model folder and add `auto_map` to its config.json."""
+    """Write the remote-code modules into a saved model folder and add `auto_map` and `custom_pipelines` to its
+    config.json."""
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -170,5 +184,6 @@ def write_remote_code(folder: str | os.PathLike[str], files: Iterable[tuple[str,
         written.append(write_text_atomically(folder / filename, source))
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["auto_map"] = auto_map()
+    config["custom_pipelines"] = custom_pipelines()
     write_text_atomically(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return written
