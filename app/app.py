@@ -151,8 +151,17 @@ def header_markdown(ctx: DemoContext) -> str:
     )
 
 
-def build_demo(model: str | None = None, *, detector: str | None = None, pipe=None) -> gr.Blocks:
-    """The Blocks app. `pipe` (a loaded PoseBHPipeline) skips loading, for tests; otherwise `model` is resolved."""
+CACHE_CHOICES = ("lazy", "eager", "off")
+
+
+def build_demo(model: str | None = None, *, detector: str | None = None, pipe=None,
+               cache_examples: str = "lazy") -> gr.Blocks:
+    """The Blocks app. `pipe` (a loaded PoseBHPipeline) skips loading, for tests; otherwise `model` is resolved.
+
+    `cache_examples`: "lazy" (an example's result is computed on its first click, then served from Gradio's cache to
+    every user), "eager" (all at launch, as Spaces do by default) or "off"."""
+    if cache_examples not in CACHE_CHOICES:
+        raise ValueError(f"cache_examples must be one of {CACHE_CHOICES}, got {cache_examples!r}")
     choice = choose_model(model)
     if pipe is None:
         pipe = load_pipeline(choice)
@@ -184,13 +193,20 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
                 gallery = gr.Gallery(label="Overlays", columns=2, format="png", height="auto",
                                      object_fit="contain", elem_id="overlays")
                 payload = gr.JSON(label="Keypoints (JSON, as `posebh predict` writes it)", elem_id="json")
-        if examples:
-            gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples", examples_per_page=12)
 
         @on_gpu
         def predict_endpoint(image_path: str | None, box_mode: str, boxes_text: str | None,
                              skeletons: list[str] | None, flip: bool, threshold: float):
             return predict(ctx, image_path, box_mode, boxes_text, skeletons, flip, threshold)
+
+        if examples:
+            # an example is a whole request (detected boxes, default skeletons, flip, 0.3), so its overlays and
+            # JSON can be cached and shown without running the model again
+            demo.posebh_examples = gr.Examples([[str(p), "detect", "", chosen, True, 0.3] for p in examples],
+                inputs=[image, box_mode, boxes_text, skeletons, flip, threshold],
+                outputs=[gallery, payload, status], fn=predict_endpoint,
+                cache_examples=cache_examples != "off", cache_mode="lazy" if cache_examples == "lazy" else "eager",
+                label="Examples (results cached after the first run)", examples_per_page=12, elem_id="examples")
 
         run.click(predict_endpoint, [image, box_mode, boxes_text, skeletons, flip, threshold],
                   [gallery, payload, status], api_name="predict", concurrency_limit=CONCURRENCY_LIMIT)
@@ -217,6 +233,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "$POSEBH_MODEL, then app/default_model/)")
     parser.add_argument("--detector", default=None, help="transformers object-detection model id (default: "
                         f"${DETECTOR_ENV}; unset means the offline OpenCV HOG people detector)")
+    parser.add_argument("--cache-examples", choices=CACHE_CHOICES, default="lazy",
+                        help="example results: computed on first click then cached (lazy, default), all at launch "
+                        "(eager) or never cached (off)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     # None lets Gradio take $GRADIO_SERVER_PORT or the first free port from 7860 on.
     parser.add_argument("--port", type=int, default=None)
@@ -227,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        demo = build_demo(args.model, detector=args.detector)
+        demo = build_demo(args.model, detector=args.detector, cache_examples=args.cache_examples)
     except (OSError, ValueError) as err:  # a wrong --model path/id: one line, not a traceback
         print(f"posebh demo: error: cannot load the model: {err}", file=sys.stderr)
         return 2

@@ -175,3 +175,29 @@ def test_without_a_model_the_page_warns_that_outputs_are_meaningless(server, tmp
     assert banner(fallback).visible and "meaningless" in banner(fallback).value
     given = app.build_demo(str(model_dir), pipe=pipe)
     assert not banner(given).visible
+
+
+
+def test_examples_are_whole_requests_whose_results_are_cached(tmp_path_factory, tmp_path, monkeypatch):
+    """An example carries every input of a request; with eager caching its overlays and JSON are computed once and
+    served from Gradio's cache (lazy, the default, does the same on an example's first click)."""
+    import asyncio
+
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "no_shared").mkdir()
+    monkeypatch.setenv("POSEBH_EXAMPLES_DIR", str(tmp_path / "no_shared"))  # the bundled example only: quick
+    app = load_demo_app()
+    model_dir = tiny_model_dir(tmp_path_factory)
+    with pytest.raises(ValueError, match="cache_examples must be one of"):
+        app.build_demo(str(model_dir), cache_examples="always")
+    lazy = app.build_demo(str(model_dir))
+    assert lazy.posebh_examples.cache_examples == "lazy" and lazy.posebh_examples.fn is not None
+    eager = app.build_demo(str(model_dir), cache_examples="eager")
+    examples = eager.posebh_examples
+    assert examples.cache_examples is True
+    asyncio.run(examples.cache())
+    gallery, doc, status = examples.load_from_cache(0)
+    assert doc["image"] == "astronaut.png" and len(doc["instances"]) >= 1 and "Done" in status
+    assert len(gallery.root) == len(doc["instances"][0]["skeletons"])  # one overlay per skeleton
+    lazy.close()
+    eager.close()

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--model", args.model]
     if args.detector:
         argv += ["--detector", args.detector]
+    argv += ["--cache-examples", args.cache_examples]
     return int(app.main(argv) or 0)
 
 
@@ -67,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="transformers object-detection model id for person/animal boxes, e.g. "
                              "PekingU/rtdetr_r50vd_coco_o365 (default: $POSEBH_DETECTOR; unset or unreachable "
                              "means OpenCV's offline HOG people detector)")
+    parser.add_argument("--cache-examples", choices=("lazy", "eager", "off"), default="lazy",
+                        help="example results: computed on first click then cached for everyone (lazy, default), "
+                             "all at launch (eager) or never cached (off)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else the first free one from 7860)")
     parser.set_defaults(func=run)
