@@ -66,10 +66,13 @@ class PoseBHPipeline:
         self.batch_size = batch_size
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | Path, revision: str | None = None, **kwargs: Any) -> PoseBHPipeline:
+    def from_pretrained(cls, path_or_repo: str | Path, revision: str | None = None, *, check_folder: bool = True,
+                        **kwargs: Any) -> PoseBHPipeline:
+        """Model (+ its image processor when saved) from a folder or Hub repo. `check_folder=False` skips the folder
+        check for callers that already ran `check_model_folder` on it (it builds the model on the meta device)."""
         from .modeling import PoseBHForPoseEstimation, check_model_folder  # noqa: PLC0415 - heavy import
 
-        if Path(path_or_repo).expanduser().is_dir():  # a broken local folder: one line naming the file
+        if check_folder and Path(path_or_repo).expanduser().is_dir():  # a broken folder: one line naming the file
             check_model_folder(path_or_repo)
         model = PoseBHForPoseEstimation.from_pretrained(str(path_or_repo), revision=revision)
         try:
