@@ -17,11 +17,11 @@ import numpy as np
 # Limits keep one request's memory bounded: a 4096 x 4096 RGB image is 48 MiB as uint8, and the queue
 # runs at most `concurrency_limit` requests at a time (see app.py).
 MAX_FILE_BYTES = 20 * 1024 * 1024
-# The package's limits (posebh_hf.images: MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE), repeated here so that this module
-# imports without torch; tests/test_app_inputs.py checks they are equal, so `posebh predict` and the demo accept and
-# refuse the same images with the same message. A 64 MP RGB image is 192 MiB as uint8.
+# The package's pixel limit (posebh_hf.images.MAX_IMAGE_PIXELS), repeated here so that this module imports without
+# torch; tests/test_input_parity.py checks they are equal, so `posebh predict` and the demo accept and refuse the same
+# images with the same message (the package's loader also refuses sides under MIN_IMAGE_SIDE). A 64 MP RGB image is
+# 192 MiB as uint8.
 MAX_PIXELS = 64_000_000
-MIN_SIDE = 8
 MAX_BOXES = 20
 # Boxes narrower/shorter than this (pixels) are almost certainly misclicks, not people.
 MIN_BOX_SIDE = 2.0
@@ -81,9 +81,6 @@ def load_image(path: str | os.PathLike[str], *, max_bytes: int | None = None,
         if err.kind == "missing":
             raise InputError(f"The upload {name!r} is missing on the server; please upload it again.") from None
         raise InputError(f"The image {name!r} could not be decoded; it looks corrupt or truncated ({err}).") from None
-    height, width = rgb.shape[:2]
-    if min(width, height) < MIN_SIDE:  # only when max_pixels/limits are patched apart from the package's
-        raise InputError(f"Image {name!r} is {width} x {height} pixels; both sides must be at least {MIN_SIDE}.")
     return LoadedImage(rgb=rgb, name=name)
 
 
