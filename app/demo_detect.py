@@ -1,11 +1,14 @@
 """Person/animal boxes for the demo: a transformers object detector from the Hub when one is configured and
-reachable, otherwise OpenCV's HOG people detector (offline), otherwise none (the caller uses the whole image).
+reachable, otherwise an offline people detector (OpenCV's HOG; BlazePose with `POSEBH_OFFLINE_DETECTOR=blazepose`
+when `pip install 'posebh-hf[detect]'` and its model files are set up), otherwise none (the caller uses the whole
+image).
 
 Boxes are [x, y, w, h] floats in image pixels. Nothing here imports gradio.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +27,11 @@ from posebh_hf.detection import (  # noqa: E402
     HOG_MAX_SIDE,
     MAX_DETECTIONS,
     box_iou,
+    detector_available,
     hog_available,
     hog_people_boxes,
     nms,
+    people_detector,
 )
 
 __all__ = ["HOG_MAX_SIDE", "MAX_DETECTIONS", "PERSON_ANIMAL_LABELS", "box_iou", "hog_available", "hog_people_boxes",
@@ -92,14 +97,25 @@ class HubDetector:
 
 @dataclass
 class BoxFinder:
-    """Chooses the detector: the Hub model when loaded, else HOG, else nothing. Returns (boxes, what ran)."""
+    """Chooses the detector: the Hub model when loaded, else the offline one (`offline`: "hog", or "blazepose"
+    when it is set up; default $POSEBH_OFFLINE_DETECTOR or "hog"), else HOG, else nothing. Returns (boxes, what
+    ran)."""
 
     hub: Callable[[np.ndarray], list[list[float]]] | None = None
     hub_note: str = "no Hub detector configured"
+    offline: str = field(default_factory=lambda: os.environ.get("POSEBH_OFFLINE_DETECTOR", "hog"))
+
+    def _blazepose(self) -> tuple[bool, str]:
+        return detector_available("blazepose") if self.offline == "blazepose" else (False, "")
 
     def describe(self) -> str:
         if self.hub is not None:
             return self.hub_note
+        usable, why = self._blazepose()
+        if usable:
+            return f"{self.hub_note}; using the offline BlazePose person detector"
+        if why:
+            return f"{self.hub_note}; BlazePose is not usable ({why}); using the OpenCV HOG people detector"
         if hog_available():
             return f"{self.hub_note}; using the OpenCV HOG people detector"
         return (f"{self.hub_note}, and OpenCV {cv2.__version__} has no HOG people detector (moved to contrib in "
@@ -108,6 +124,8 @@ class BoxFinder:
     def __call__(self, rgb: np.ndarray) -> tuple[list[list[float]], str]:
         if self.hub is not None:
             return self.hub(rgb), f"Hub detector {getattr(self.hub, 'model_id', '')}".strip()
+        if self._blazepose()[0]:
+            return people_detector("blazepose")(rgb), "BlazePose person detector"
         if hog_available():
             return hog_people_boxes(rgb), "OpenCV HOG people detector"
         return [], f"no detector (OpenCV {cv2.__version__} has no HOG)"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .detection import box_iou, hog_people_boxes
+from .detection import box_iou, people_detector
 
 __all__ = ["VIDEO_SUFFIXES", "IouTracker", "boxes_from_keypoints", "predict_video"]
 
@@ -76,11 +76,11 @@ def boxes_from_keypoints(keypoints: np.ndarray, scores: np.ndarray, previous: np
 
 
 def _detector(detect: str) -> Callable[[np.ndarray], list[list[float]]]:
-    if detect == "hog":
-        return hog_people_boxes
     if detect == "none":
         return lambda frame: [[0.0, 0.0, float(frame.shape[1]), float(frame.shape[0])]]
-    raise ValueError(f"unknown detector {detect!r}; choose 'hog' or 'none'")
+    if detect in ("hog", "blazepose"):
+        return people_detector(detect)  # blazepose without its model or runtime: an error naming the fix
+    raise ValueError(f"unknown detector {detect!r}; choose 'blazepose', 'hog' or 'none'")
 
 
 def predict_video(pipe: Any, source: str | Path, *, out_video: str | Path | None = None, detect: str = "hog",
@@ -93,7 +93,9 @@ def predict_video(pipe: Any, source: str | Path, *, out_video: str | Path | None
         pipe: a `PoseBHPipeline`.
         source: a video file OpenCV can read.
         out_video: write the annotated video here (mp4v codec), atomically once the last frame is done.
-        detect: "hog" (OpenCV's people detector) or "none" (the whole frame).
+        detect: "blazepose" (MediaPipe's BlazePose person detector; `pip install 'posebh-hf[detect]'` and its
+            model files, see `posebh_hf.detection`), "hog" (OpenCV's people detector, weak) or "none" (the whole
+            frame).
         every: run the detector on every `every`-th frame (and whenever no one is being followed).
     """
     import cv2  # noqa: PLC0415

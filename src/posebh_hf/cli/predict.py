@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in skeletons if s not in served]
     if unknown:
         raise ValueError(f"unknown skeleton(s) {unknown}; the model serves {served}")
-    pipe = PoseBHPipeline.from_pretrained(str(model_path))
+    pipe = PoseBHPipeline.from_pretrained(str(model_path), check_folder=False)  # checked above
     videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES]
     images = [p for p in paths if p.suffix.lower() not in VIDEO_SUFFIXES]
     for video in videos:
@@ -140,19 +140,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _boxes_for(arrays: list, paths: list[Path], args: argparse.Namespace) -> list | None:
-    """Per image: --box (every image), else --detect hog (no person found: no instances, said on stderr), else
-    None (the whole image)."""
+    """Per image: --box (every image), else --detect blazepose|hog (no person found: no instances, said on
+    stderr), else None (the whole image)."""
     if args.box:
         return [args.box] * len(arrays)
     if (args.detect or "none") == "none":
         return None
-    from ..detection import hog_people_boxes  # noqa: PLC0415
+    from ..detection import people_detector  # noqa: PLC0415
 
-    boxes = [hog_people_boxes(array) for array in arrays]
+    detect = people_detector(args.detect)  # a missing model or runtime: one error line naming the fix
+    boxes = [detect(array) for array in arrays]
     for path, found in zip(paths, boxes, strict=True):
         if not found:
-            print(f"posebh predict: note: the HOG detector found no person in {path}", file=sys.stderr)
+            print(f"posebh predict: note: the {args.detect} detector found no person in {path}", file=sys.stderr)
     return boxes
+
+
+def _video_detector(args: argparse.Namespace) -> str:
+    """--detect, else blazepose when its runtime and model files are there, else hog (said on stderr)."""
+    if args.detect:
+        return args.detect
+    from ..detection import detector_available  # noqa: PLC0415
+
+    usable, why = detector_available("blazepose")
+    print("posebh predict: videos: person boxes from the BlazePose detector" if usable else
+          f"posebh predict: videos: person boxes from HOG (BlazePose is not usable: {why})", file=sys.stderr)
+    return "blazepose" if usable else "hog"
 
 
 def _run_video(pipe, video: Path, args: argparse.Namespace, skeletons: list[str]) -> None:
@@ -161,7 +174,7 @@ def _run_video(pipe, video: Path, args: argparse.Namespace, skeletons: list[str]
     out_dir = Path(args.out_dir) if args.out_dir else video.parent
     out_video = out_dir / f"{video.stem}_pose.mp4"
     frames = 0
-    for record in predict_video(pipe, video, out_video=out_video, detect=args.detect or "hog", every=args.every,
+    for record in predict_video(pipe, video, out_video=out_video, detect=_video_detector(args), every=args.every,
                                 skeletons=skeletons, flip=args.flip, threshold=args.threshold,
                                 progress=sys.stderr.isatty()):
         sys.stdout.write(json.dumps(record) + "\n")
@@ -183,9 +196,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "pairs or with \"flip_test\": false)")
     parser.add_argument("--threshold", type=parse_threshold, default=0.3, help="score threshold for drawing, in [0, 1] (0.3)")
     parser.add_argument("--out-dir", help="write overlay PNGs here (videos: <stem>_pose.mp4; default beside the video)")
-    parser.add_argument("--detect", choices=("none", "hog"), default=None,
-                        help="person boxes: hog = OpenCV's offline HOG people detector; none = the whole image "
-                             "(default: none for images, hog for videos; --box wins)")
+    parser.add_argument("--detect", choices=("none", "hog", "blazepose"), default=None,
+                        help="person boxes: blazepose = MediaPipe's BlazePose person detector, offline (pip install "
+                             "'posebh-hf[detect]', then python -m posebh_hf.detection.model_file once); hog = "
+                             "OpenCV's HOG people detector (weak); none = the whole image (default: none for "
+                             "images; for videos blazepose when it is set up, else hog; --box wins)")
     parser.add_argument("--every", type=int, default=5,
                         help="videos: run the detector every N frames and follow people from their keypoints in "
                              "between (default 5)")
