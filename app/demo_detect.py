@@ -1,7 +1,7 @@
 """Person/animal boxes for the demo: a transformers object detector from the Hub when one is configured and
-reachable, otherwise an offline people detector (OpenCV's HOG; BlazePose with `POSEBH_OFFLINE_DETECTOR=blazepose`
-when `pip install 'posebh-hf[detect]'` and its model files are set up), otherwise none (the caller uses the whole
-image).
+reachable, otherwise an offline people detector (BlazePose when `pip install 'posebh-hf[detect]'` and its model
+files are set up, else OpenCV's HOG; `POSEBH_OFFLINE_DETECTOR=hog|blazepose` forces one), otherwise none (the caller
+uses the whole image).
 
 Boxes are [x, y, w, h] floats in image pixels. Nothing here imports gradio.
 """
@@ -97,16 +97,20 @@ class HubDetector:
 
 @dataclass
 class BoxFinder:
-    """Chooses the detector: the Hub model when loaded, else the offline one (`offline`: "hog", or "blazepose"
-    when it is set up; default $POSEBH_OFFLINE_DETECTOR or "hog"), else HOG, else nothing. Returns (boxes, what
-    ran)."""
+    """Chooses the detector: the Hub model when loaded, else the offline one (`offline`: "auto" = BlazePose when
+    it is set up, else HOG; "blazepose"; "hog"; default $POSEBH_OFFLINE_DETECTOR or "auto"), else HOG, else nothing.
+    Returns (boxes, what ran)."""
 
     hub: Callable[[np.ndarray], list[list[float]]] | None = None
     hub_note: str = "no Hub detector configured"
-    offline: str = field(default_factory=lambda: os.environ.get("POSEBH_OFFLINE_DETECTOR", "hog"))
+    offline: str = field(default_factory=lambda: os.environ.get("POSEBH_OFFLINE_DETECTOR", "auto"))
 
     def _blazepose(self) -> tuple[bool, str]:
-        return detector_available("blazepose") if self.offline == "blazepose" else (False, "")
+        """(usable, why not); `why` is empty when BlazePose was not asked for by name (auto falls back quietly)."""
+        if self.offline == "hog":
+            return False, ""
+        usable, why = detector_available("blazepose")
+        return usable, why if self.offline == "blazepose" else ""
 
     def describe(self) -> str:
         if self.hub is not None:

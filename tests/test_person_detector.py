@@ -183,3 +183,18 @@ def test_the_demo_uses_blazepose_when_asked_and_says_why_not_otherwise(no_models
     note = finder.describe()  # names the missing piece: the model files' command, or the runtime's pip install
     assert "BlazePose is not usable" in note and (FETCH in note or "pip install" in note)
     assert finder(np.zeros((40, 40, 3), np.uint8))[1] != "BlazePose person detector"
+
+
+def test_the_demo_defaults_to_blazepose_when_set_up_else_quietly_to_hog(no_models, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+    import demo_detect
+
+    monkeypatch.delenv("POSEBH_OFFLINE_DETECTOR", raising=False)
+    finder = demo_detect.BoxFinder()
+    assert finder.offline == "auto" and "not usable" not in finder.describe()  # not set up: HOG, no complaint
+    monkeypatch.setattr(demo_detect, "detector_available", lambda name: (True, ""))
+    assert "BlazePose" in demo_detect.BoxFinder().describe()
+    assert "HOG" in demo_detect.BoxFinder(offline="hog").describe()
