@@ -83,6 +83,11 @@ test-slow: venv
 lint: venv
 	$(VENV)/bin/ruff check src tests scripts benchmarks app
 
+# docs/cli.md, every `posebh` verb and option, from the argparse parser (tests/test_cli_reference.py: not stale).
+.PHONY: cli-reference
+cli-reference: venv-app
+	$(PY) scripts/cli_reference.py
+
 # Re-resolve the locks from pyproject.toml (PyPI; keeps the pinned versions that still fit, `make lock UPGRADE=1`
 # moves everything to the newest allowed). For CPython 3.11 on Linux x86_64, torch excluded (installed first).
 UV := $(VENV)/bin/uv
