@@ -20,7 +20,7 @@ LOCK_APP := locks/app.txt
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-app venv-timm demo predict test test-slow test-timm lint lock lock-check clean
+.PHONY: venv venv-app venv-timm venv-mediapipe demo predict test test-slow test-timm lint lock lock-check clean
 
 # $(1): the lock. torch (with its dependencies, so a CUDA build brings its nvidia-* wheels), then the lock exactly
 # (hash-checked, no resolution), then this package in editable mode with the lock's setuptools, then `pip check`.
@@ -62,6 +62,13 @@ test: venv
 # compiled ops must match torch: PyPI has no CPU torchvision for this project's CPU torch 2.13.0 wheel (0.28.0 is a
 # CUDA build that fails with "operator torchvision::nms does not exist"), while torch 2.14.1 + torchvision 0.29.1
 # (a CUDA build that runs on the CPU) import and pass the timm tests. docs/install.md, "The timm extra".
+# MediaPipe Pose in its own venv (it needs numpy < 2): the CPU anchor of benchmarks/anchor_mediapipe.py.
+VENV_MEDIAPIPE ?= .venv-mediapipe
+venv-mediapipe:
+	test -x $(VENV_MEDIAPIPE)/bin/python || python3 -m venv $(VENV_MEDIAPIPE)
+	$(VENV_MEDIAPIPE)/bin/pip install -q mediapipe==0.10.14 "numpy<2"
+	$(VENV_MEDIAPIPE)/bin/python -c "import mediapipe; print('mediapipe', mediapipe.__version__)"
+
 VENV_TIMM ?= .venv-timm
 TIMM_TORCH ?= torch==2.14.1 torchvision==0.29.1
 TIMM_VERSION ?= 1.0.31
