@@ -182,6 +182,8 @@ def rename_datasets(config: Any, renames: dict[str, str]) -> None:
     """Rename dataset heads in a `PoseBHConfig` (names only: heads are indexed by position)."""
     config.dataset_names = [renames.get(n, n) for n in config.dataset_names]
     config.skeletons = {renames.get(n, n): {**sk, "name": renames.get(n, n)} for n, sk in config.skeletons.items()}
+    if config.decoding:  # the per-skeleton decoding table follows its skeleton
+        config.decoding = {renames.get(n, n): mode for n, mode in config.decoding.items()}
 
 
 def export_default(run: Path, out: Path = APP_MODEL) -> Path:
@@ -213,6 +215,37 @@ def export_default(run: Path, out: Path = APP_MODEL) -> Path:
     return write_folder_atomically(out, write, overwrite=True)
 
 
+MERGED_STAGES = ("pretrain3", "pretrain4")  # pretrain_merged.yaml runs (the second one from the first's final model)
+
+
+def _stage(name: str) -> dict[str, Any]:
+    path = RUNS / name / "result.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def training_text(data: dict[str, Any]) -> str:
+    """How the exported model was trained: the pretraining runs, then (for a comparison arm) its fine-tuning."""
+    pre = _stage("pretrain")
+    runs = [f"`configs/mdt_mini/pretrain.yaml` ({FIRST_PRETRAINING})",
+            f"`configs/mdt_mini/pretrain_continue.yaml` ({pre.get('steps', '?')} more steps of batch 16, "
+            f"{pre.get('train_s', 0) / 60:.0f} min)"]
+    if data["variant"] in MERGED_STAGES:
+        for name in MERGED_STAGES[:MERGED_STAGES.index(data["variant"]) + 1]:
+            stage = data if name == data["variant"] else _stage(name)
+            again = ", again from the previous run's final model" if name != MERGED_STAGES[0] else ""
+            runs.append(f"`configs/mdt_mini/pretrain_merged.yaml` ({stage.get('steps', '?')} steps{again}, "
+                        f"{stage.get('train_s', 0) / 60:.0f} min; the coco and lspe heads also learn from each "
+                        "other's people through the joints the two skeletons share by name)")
+        return (f"pretrained as a multi-head model in {len(runs)} runs: " + "; then ".join(runs) + ". It is the "
+                "best model by mean val PCK over the five heads (`docs/mdt_mini.md`). All on 2 CPU cores, from random "
+                "weights (no ImageNet or ViTPose++ pretraining exists offline here).")
+    return ("pretrained as a multi-head model in two runs, " + " then ".join(runs) + ", then fine-tuned with "
+            f"`configs/mdt_mini/finetune_{data['variant']}.yaml` ({LABELS[data['variant']]}, seed {data['seed']}, "
+            f"{data.get('steps', '?')} steps, {data['train_s'] / 60:.0f} min), the best run of the comparison by "
+            "mean val PCK over the five heads (`docs/mdt_mini.md`). All on 2 CPU cores, from random weights (no "
+            "ImageNet or ViTPose++ pretraining exists offline here).")
+
+
 def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, card_data_cls: Any) -> str:
     params = sum(int(np.prod(shape)) for shape in _tensor_shapes(folder / "model.safetensors"))
     metrics = data["metrics"]
@@ -227,20 +260,18 @@ def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, c
         m = metrics.get(key, {})
         rows.append({"head": RENAME.get(head, head), "crops": f"{crops} ({int(m.get('joints', 0))} shared joints)",
                      "pck": f"{100 * m.get('pck', float('nan')):.1f}", "ap": f"{100 * m.get('ap', float('nan')):.1f}"})
-    pre = json.loads((RUNS / "pretrain" / "result.json").read_text()) if (RUNS / "pretrain" / "result.json").is_file() else {}
-    training = (f"pretrained as a multi-head model in two runs, `configs/mdt_mini/pretrain.yaml` ({FIRST_PRETRAINING}) "
-                f"then `configs/mdt_mini/pretrain_continue.yaml` ({pre.get('steps', '?')} more steps of batch 16, "
-                f"{pre.get('train_s', 0) / 60:.0f} min), then fine-tuned with "
-                f"`configs/mdt_mini/finetune_{data['variant']}.yaml` ({LABELS[data['variant']]}, seed {data['seed']}, "
-                f"{data.get('steps', '?')} steps, {data['train_s'] / 60:.0f} min), the best run of the comparison by "
-                "mean val PCK over the five heads (`docs/mdt_mini.md`). All on 2 CPU cores, from random weights (no "
-                "ImageNet or ViTPose++ pretraining exists offline here).")
+    training = training_text(data)
+    merged = data["variant"] in MERGED_STAGES
+    coco_note = ("The coco head learnt its 12 limb joints from LSPe people too (mapped by name), but its face "
+                 "keypoints from 117 people only." if merged else "The coco head learnt from 117 people only.")
     limits = ("- From-scratch ViTs need far more data and compute than 2 CPU cores give: expect misses on unusual "
-              "poses, small people, crowds and occlusion. The coco head learnt face keypoints from 117 people only.\n"
+              f"poses, small people, crowds and occlusion. {coco_note}\n"
               "- Top-down: it needs a person box. `posebh predict` without `--box` uses the whole image; the demo "
               "finds boxes with an offline detector, which misses people.\n"
               "- The animal heads saw one recording session each (mice) or a few tracks (bees).")
-    heads = [{"index": i, "name": n, "num_keypoints": k, "data": HEAD_DATA.get(n, n)}
+    merged_data = {"lspe": " + coco_mini people's 12 limb joints (by name)",
+                   "coco": " + LSPe people's 12 limb joints (by name)"} if merged else {}
+    heads = [{"index": i, "name": n, "num_keypoints": k, "data": HEAD_DATA.get(n, n) + merged_data.get(n, "")}
              for i, (n, k) in enumerate(zip(cfg.dataset_names, cfg.num_keypoints, strict=True))]
     card_data = card_data_cls(library_name="posebh_hf", pipeline_tag="keypoint-detection", license="other",
                               license_name="research-non-commercial",

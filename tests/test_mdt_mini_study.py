@@ -142,3 +142,21 @@ def test_comparison_text_names_datasets_above_and_not_above_the_constant() -> No
     const = {"a": {"pck": (0.5, 0.0, 1)}, "b": {"pck": (0.4, 0.0, 1)}}
     text = study._comparison_text(agg, const, ["a", "b", "missing"], 1500)
     assert text == "At 1500 steps the study models of this variant are above the constant on a and **not above it** on b."
+
+
+def test_exporting_renames_every_per_skeleton_field() -> None:
+    """benchmarks/mdt_mini_finetune.py renames coco_mini -> coco for the default model: skeletons and the decoding
+    table follow, so the exported config passes the model-folder check."""
+    from posebh_hf.configuration_posebh import PoseBHConfig
+
+    spec = importlib.util.spec_from_file_location("mdt_mini_finetune", REPO / "benchmarks" / "mdt_mini_finetune.py")
+    finetune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(finetune)
+    config = PoseBHConfig.tiny(dataset_names=["lspe", "coco_mini"],
+                               skeletons={"lspe": {"name": "lspe", "keypoints": ["a", "b"]},
+                                          "coco_mini": {"name": "coco_mini", "keypoints": ["c"]}},
+                               decoding={"lspe": "udp", "coco_mini": "default"})
+    finetune.rename_datasets(config, {"coco_mini": "coco"})
+    reloaded = PoseBHConfig.from_dict(config.to_dict())  # validates names against the skeletons
+    assert reloaded.dataset_names == ["lspe", "coco"] and reloaded.decoding == {"lspe": "udp", "coco": "default"}
+    assert reloaded.skeletons["coco"]["name"] == "coco"
