@@ -186,7 +186,8 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
                                              label="Skeletons (one overlay each)")
                 with gr.Row():
                     flip = gr.Checkbox(True, label="Flip test (average with the mirrored image)")
-                    threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Score threshold for drawing")
+                    threshold = gr.Slider(0.0, 1.0, value=ctx.pipe.model.config.keypoint_draw_threshold, step=0.05,
+                                          label="Score threshold for drawing")
                 run = gr.Button("Estimate poses", variant="primary", elem_id="run-button")
             with gr.Column(scale=1):
                 status = gr.Markdown(label="status", elem_id="status")
@@ -200,9 +201,10 @@ def build_demo(model: str | None = None, *, detector: str | None = None, pipe=No
             return predict(ctx, image_path, box_mode, boxes_text, skeletons, flip, threshold)
 
         if examples:
-            # an example is a whole request (detected boxes, default skeletons, flip, 0.3), so its overlays and
-            # JSON can be cached and shown without running the model again
-            demo.posebh_examples = gr.Examples([[str(p), "detect", "", chosen, True, 0.3] for p in examples],
+            # an example is a whole request (detected boxes, default skeletons, flip, the model's draw threshold),
+            # so its overlays and JSON can be cached and shown without running the model again
+            drawn_at = ctx.pipe.model.config.keypoint_draw_threshold
+            demo.posebh_examples = gr.Examples([[str(p), "detect", "", chosen, True, drawn_at] for p in examples],
                 inputs=[image, box_mode, boxes_text, skeletons, flip, threshold],
                 outputs=[gallery, payload, status], fn=predict_endpoint,
                 cache_examples=cache_examples != "off", cache_mode="lazy" if cache_examples == "lazy" else "eager",

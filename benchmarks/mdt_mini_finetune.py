@@ -105,6 +105,40 @@ def score_model(model_dir: Path) -> dict[str, dict[str, float]]:
     return metrics
 
 
+DRAW_PRECISION = 0.6  # the default model hides keypoints whose score is right less often than this on lspe val
+DRAW_CANDIDATES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def draw_threshold_table(model_dir: Path, head: str = "lspe") -> list[tuple[float, float, float]]:
+    """(threshold, share of visible val keypoints drawn, share of drawn ones within PCK@0.2) on `head`'s val crops."""
+    import torch
+
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.training.train_data import load_source
+    from posebh_hf.training.validation import build_validation_sets, predict_crops
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    cfg = _val_config(model_dir)
+    sources = [load_source(spec, "val", Path(cfg.data.cache_dir)) for spec in cfg.data.datasets]
+    vset = next(v for v in build_validation_sets(cfg.data.datasets, sources, cfg.data.augment, cfg.eval)
+                if v.name == head)
+    pred, scores, gt = predict_crops(PoseBHForPoseEstimation.from_pretrained(model_dir).eval(), vset, head, 64)
+    visible = gt[..., 2] > 0
+    sizes = np.asarray([max(float(np.ptp(g[m], axis=0).max()), 1.0) if m.any() else 1.0
+                        for g, m in zip(gt[..., :2], visible, strict=True)])
+    correct = (np.linalg.norm(pred - gt[..., :2], axis=-1) <= 0.2 * sizes[:, None]) & visible
+    rows = []
+    for t in DRAW_CANDIDATES:
+        drawn = (scores >= t) & visible
+        rows.append((t, float(drawn.sum() / max(visible.sum(), 1)), float((correct & drawn).sum() / max(drawn.sum(), 1))))
+    return rows
+
+
+def pick_draw_threshold(rows: Sequence[tuple[float, float, float]]) -> float:
+    """The lowest candidate whose drawn keypoints are right at least DRAW_PRECISION of the time (else the highest)."""
+    return next((t for t, _, precision in rows if precision >= DRAW_PRECISION), rows[-1][0])
+
+
 # ----------------------------------------------------------------------------------------------- running
 def run_arm(arm: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
     import torch
@@ -196,8 +230,11 @@ def export_default(run: Path, out: Path = APP_MODEL) -> Path:
     from posebh_hf.processing_posebh import PoseBHImageProcessor
 
     data = json.loads((run / "result.json").read_text())
+    draw_rows = draw_threshold_table(Path(data["final_model"]))
     model = PoseBHForPoseEstimation.from_pretrained(data["final_model"])
     cfg = model.config
+    cfg.draw_threshold = pick_draw_threshold(draw_rows)  # scores of a weak model stay low: measured on lspe val
+    data = {**data, "draw_rows": draw_rows}
     rename_datasets(cfg, RENAME)
     cfg.default_skeletons = ["lspe", "coco"]  # the two human heads; lspe is the stronger one (8k people)
     height, width = (int(v) for v in cfg.backbone_config.image_size)
@@ -282,7 +319,9 @@ def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, c
               "num_parameters": f"{params / 1e6:.2f} M", "file_mb": f"{(folder / 'model.safetensors').stat().st_size / 1e6:.1f}",
               "image_width": width, "image_height": height, "heatmap_width": width // 4,
               "heatmap_height": height // 4, "training": training, "heads": heads, "metric_rows": rows,
-              "limits": limits,
+              "limits": limits, "draw_threshold": cfg.draw_threshold, "draw_precision": f"{100 * DRAW_PRECISION:.0f}",
+              "draw_rows": [{"t": f"{t:.2f}", "shown": f"{100 * shown:.0f}", "precision": f"{100 * precision:.1f}"}
+                            for t, shown, precision in data.get("draw_rows", [])],
               "extra_parts": (", a keypoint-embedding head and keypoint prototypes "
                               f"(M = {cfg.num_prototypes}, D = {cfg.embed_dim})" if data["variant"] == "posebh" else "")}
     return str(model_card.from_template(card_data, template_path=str(CARD), **values)).rstrip() + "\n"

@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if model_path is None:
         raise ValueError("no --model given and no embedded default model (app/default_model) in this checkout")
     config = check_model_dir(str(model_path))
+    if args.threshold is None:  # the model's own suggestion (a weak model's scores stay low), else 0.3
+        args.threshold = config.keypoint_draw_threshold
     from transformers.utils import logging as hf_logging  # noqa: PLC0415
 
     from ..pipeline import PoseBHPipeline, load_image  # noqa: PLC0415
@@ -194,7 +196,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="flip test where the skeleton allows it (default on; never for skeletons without flip "
                              "pairs or with \"flip_test\": false)")
-    parser.add_argument("--threshold", type=parse_threshold, default=0.3, help="score threshold for drawing, in [0, 1] (0.3)")
+    parser.add_argument("--threshold", type=parse_threshold, default=None,
+                        help="score threshold for drawing, in [0, 1] (default: the model's draw_threshold, else 0.3)")
     parser.add_argument("--out-dir", help="write overlay PNGs here (videos: <stem>_pose.mp4; default beside the video)")
     parser.add_argument("--detect", choices=("none", "hog", "blazepose"), default=None,
                         help="person boxes: blazepose = MediaPipe's BlazePose person detector, offline (pip install "
