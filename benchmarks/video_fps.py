@@ -2,7 +2,7 @@
 (a slow pan and zoom over ../shared/data/examples, else a synthetic scene), the embedded default model, the HOG
 detector every 5 frames, people followed from their keypoints in between, the annotated video written.
 
-    python benchmarks/video_fps.py [--seconds 10] [--every 5] [--detect hog|none]
+    python benchmarks/video_fps.py [--seconds 10] [--every 5] [--detect hog|blazepose|none]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--every", type=int, default=5)
-    parser.add_argument("--detect", default="hog", choices=("hog", "none"))
+    parser.add_argument("--detect", default="hog", choices=("hog", "blazepose", "none"))
     parser.add_argument("--model", default=str(ROOT / "app" / "default_model"))
     args = parser.parse_args()
 
