@@ -27,7 +27,7 @@ from posebh_hf.detection import (  # noqa: E402
     HOG_MAX_SIDE,
     MAX_DETECTIONS,
     box_iou,
-    detector_available,
+    choose_detector,
     hog_available,
     hog_people_boxes,
     nms,
@@ -107,10 +107,8 @@ class BoxFinder:
 
     def _blazepose(self) -> tuple[bool, str]:
         """(usable, why not); `why` is empty when BlazePose was not asked for by name (auto falls back quietly)."""
-        if self.offline == "hog":
-            return False, ""
-        usable, why = detector_available("blazepose")
-        return usable, why if self.offline == "blazepose" else ""
+        name, why = choose_detector(self.offline)
+        return name == "blazepose", why if self.offline == "blazepose" else ""
 
     def describe(self) -> str:
         if self.hub is not None:

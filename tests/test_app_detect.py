@@ -59,7 +59,7 @@ def test_hog_finds_both_riders_of_a_coco_photo():
 
 def test_box_finder_without_hog_reports_it(monkeypatch):
     monkeypatch.setattr(demo_detect, "hog_available", lambda: False)
-    monkeypatch.setattr(demo_detect, "detector_available", lambda name: (False, "not set up"))
+    monkeypatch.setattr(demo_detect, "choose_detector", lambda requested: ("hog", "not set up"))
     boxes, by = BoxFinder()(np.zeros((50, 50, 3), np.uint8))
     assert boxes == [] and by.startswith("no detector")
     assert "whole image" in BoxFinder().describe()

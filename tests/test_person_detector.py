@@ -166,6 +166,12 @@ def test_predict_detect_blazepose_without_the_model_is_one_error_line(capsys, mo
 
 def test_videos_default_to_blazepose_only_when_it_is_set_up(capsys, no_models):
     from posebh_hf.cli.predict import _video_detector
+    from posebh_hf.detection import choose_detector
+
+    assert choose_detector("hog") == ("hog", "")
+    assert choose_detector("auto")[0] == choose_detector("blazepose")[0] == "hog"
+    with pytest.raises(ValueError, match="unknown person detector"):
+        choose_detector("yolo")
 
     assert _video_detector(Namespace(detect="none")) == "none"
     assert _video_detector(Namespace(detect=None)) == "hog"
@@ -195,6 +201,7 @@ def test_the_demo_defaults_to_blazepose_when_set_up_else_quietly_to_hog(no_model
     monkeypatch.delenv("POSEBH_OFFLINE_DETECTOR", raising=False)
     finder = demo_detect.BoxFinder()
     assert finder.offline == "auto" and "not usable" not in finder.describe()  # not set up: HOG, no complaint
-    monkeypatch.setattr(demo_detect, "detector_available", lambda name: (True, ""))
+    monkeypatch.setattr(demo_detect, "choose_detector",
+                        lambda requested: ("hog", "") if requested == "hog" else ("blazepose", ""))
     assert "BlazePose" in demo_detect.BoxFinder().describe()
     assert "HOG" in demo_detect.BoxFinder(offline="hog").describe()

@@ -162,12 +162,12 @@ def _video_detector(args: argparse.Namespace) -> str:
     """--detect, else blazepose when its runtime and model files are there, else hog (said on stderr)."""
     if args.detect:
         return args.detect
-    from ..detection import detector_available  # noqa: PLC0415
+    from ..detection import choose_detector  # noqa: PLC0415
 
-    usable, why = detector_available("blazepose")
-    print("posebh predict: videos: person boxes from the BlazePose detector" if usable else
+    name, why = choose_detector("auto")
+    print("posebh predict: videos: person boxes from the BlazePose detector" if name == "blazepose" else
           f"posebh predict: videos: person boxes from HOG (BlazePose is not usable: {why})", file=sys.stderr)
-    return "blazepose" if usable else "hog"
+    return name
 
 
 def _run_video(pipe, video: Path, args: argparse.Namespace, skeletons: list[str]) -> None:

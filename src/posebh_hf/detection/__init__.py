@@ -20,8 +20,8 @@ import numpy as np
 from .boxes import box_iou, nms
 from .hog import HOG_MAX_SIDE, MAX_DETECTIONS, hog_available, hog_people_boxes
 
-__all__ = ["DETECTORS", "HOG_MAX_SIDE", "MAX_DETECTIONS", "box_iou", "detector_available", "hog_available",
-           "hog_people_boxes", "nms", "people_detector"]
+__all__ = ["DETECTORS", "HOG_MAX_SIDE", "MAX_DETECTIONS", "box_iou", "choose_detector", "detector_available",
+           "hog_available", "hog_people_boxes", "nms", "people_detector"]
 
 DETECTORS = ("blazepose", "hog")
 
@@ -35,6 +35,18 @@ def detector_available(name: str) -> tuple[bool, str]:
 
         return blazepose_available()
     raise ValueError(f"unknown person detector {name!r}; choose one of {', '.join(DETECTORS)}")
+
+
+def choose_detector(requested: str = "auto") -> tuple[str, str]:
+    """The offline detector to run for `requested` ("auto", "blazepose" or "hog"): ("blazepose", "") when BlazePose
+    is asked for or "auto" and it is set up, else ("hog", why BlazePose is not usable; "" when "hog" was asked for).
+    The one rule behind the video default of `posebh predict` and the demo's offline detector."""
+    if requested == "hog":
+        return "hog", ""
+    if requested not in ("auto", "blazepose"):
+        raise ValueError(f"unknown person detector {requested!r}; choose auto or one of {', '.join(DETECTORS)}")
+    usable, why = detector_available("blazepose")
+    return ("blazepose", "") if usable else ("hog", why)
 
 
 def people_detector(name: str) -> Callable[[np.ndarray], list[list[float]]]:
