@@ -77,20 +77,14 @@ def mean_pose(names: list[str]) -> np.ndarray:
 
 
 def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2) -> float:
-    """PCK of pred [N, K, 2] against gt [N, K, 3], normalised by the larger side of each visible-keypoint box."""
-    from posebh_hf.evaluation import keypoint_pck_accuracy
+    """PCK (x100) of pred [N, K, 2] against gt [N, K, 3] with validation's own scoring (`score_predictions`: the
+    larger side of each visible-keypoint box); a missed person (NaN) scores 0."""
+    from posebh_hf.skeletons import Skeleton
+    from posebh_hf.training.validation import score_predictions
 
-    mask = gt[..., 2] > 0
-    keep = mask.any(axis=1)
-    pred, gt, mask = pred[keep], gt[keep], mask[keep]
-    sizes = []
-    for xy, m in zip(gt[..., :2], mask, strict=True):
-        span = xy[m].max(axis=0) - xy[m].min(axis=0)
-        sizes.append(max(float(span.max()), 1.0))
-    size = np.repeat(np.asarray(sizes, np.float32)[:, None], 2, axis=1)
-    pred = np.nan_to_num(pred, nan=-1e6)  # a missed person scores 0
-    return 100.0 * float(keypoint_pck_accuracy(pred.astype(np.float32), gt[..., :2].astype(np.float32), mask,
-                                               threshold, size)[1])
+    pred = np.nan_to_num(pred, nan=-1e6)
+    skeleton = Skeleton(name="lsp13", keypoint_names=tuple(LSP13))
+    return 100.0 * score_predictions(pred, np.ones(pred.shape[:2]), gt, skeleton, threshold)["pck"]
 
 
 def to_lsp13(named: dict[str, np.ndarray]) -> np.ndarray:

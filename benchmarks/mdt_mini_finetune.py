@@ -115,7 +115,7 @@ def draw_threshold_table(model_dir: Path, head: str = "lspe") -> list[tuple[floa
 
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.training.train_data import load_source
-    from posebh_hf.training.validation import build_validation_sets, predict_crops
+    from posebh_hf.training.validation import build_validation_sets, predict_crops, visible_keypoint_boxes
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     cfg = _val_config(model_dir)
@@ -124,8 +124,7 @@ def draw_threshold_table(model_dir: Path, head: str = "lspe") -> list[tuple[floa
                 if v.name == head)
     pred, scores, gt = predict_crops(PoseBHForPoseEstimation.from_pretrained(model_dir).eval(), vset, head, 64)
     visible = gt[..., 2] > 0
-    sizes = np.asarray([max(float(np.ptp(g[m], axis=0).max()), 1.0) if m.any() else 1.0
-                        for g, m in zip(gt[..., :2], visible, strict=True)])
+    sizes = visible_keypoint_boxes(gt)[:, 2:].max(axis=1)  # PCK's normaliser, as in validation
     correct = (np.linalg.norm(pred - gt[..., :2], axis=-1) <= 0.2 * sizes[:, None]) & visible
     rows = []
     for t in DRAW_CANDIDATES:

@@ -30,7 +30,8 @@ from ..evaluation import evaluate_coco, keypoint_pck_accuracy
 from .config import DatasetConfig, EvalConfig
 from .train_data import SourceData, make_transform
 
-__all__ = ["NO_AUGMENT", "ValidationSet", "build_validation_sets", "predict_crops", "score_predictions", "validate"]
+__all__ = ["NO_AUGMENT", "ValidationSet", "build_validation_sets", "predict_crops", "score_predictions", "validate",
+           "visible_keypoint_boxes"]
 
 NO_AUGMENT: dict[str, Any] = {"flip_prob": 0.0, "half_body": False, "scale_factor": 0.0, "rot_factor": 0.0,
                               "rot_prob": 0.0, "center_jitter_prob": 0.0}
@@ -69,6 +70,17 @@ def build_validation_sets(specs: Sequence[DatasetConfig], sources: Sequence[Sour
     return out
 
 
+def visible_keypoint_boxes(gt: np.ndarray) -> np.ndarray:
+    """[N, 4] xywh box of each instance's visible keypoints in gt [N, K, 3] (sides at least 1; [0, 0, 1, 1] for an
+    instance with none visible). PCK@t counts a keypoint within t x the larger side of this box."""
+    boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0]), (len(gt), 1))
+    for i, (xy, m) in enumerate(zip(gt[..., :2], gt[..., 2] > 0, strict=True)):
+        if m.any():
+            lo, hi = xy[m].min(axis=0), xy[m].max(axis=0)
+            boxes[i] = [lo[0], lo[1], max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0)]
+    return boxes
+
+
 def score_predictions(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, skeleton: Any,
                       pck_threshold: float) -> dict[str, float]:
     """Crop-space metrics of N instances: pred [N, K, 2], scores [N, K], gt [N, K, 3] (x, y, visibility)."""
@@ -77,11 +89,7 @@ def score_predictions(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, skel
     pred, scores, gt, mask = pred[keep], scores[keep], gt[keep], mask[keep]
     if not len(gt):
         return {}
-    boxes = []
-    for xy, m in zip(gt[..., :2], mask, strict=True):
-        lo, hi = xy[m].min(axis=0), xy[m].max(axis=0)
-        boxes.append([lo[0], lo[1], max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0)])
-    boxes = np.asarray(boxes, np.float64)
+    boxes = visible_keypoint_boxes(gt)
     size = boxes[:, 2:].max(axis=1, keepdims=True).repeat(2, axis=1)
     _, pck, _ = keypoint_pck_accuracy(pred.astype(np.float32), gt[..., :2].astype(np.float32), mask,
                                       pck_threshold, size.astype(np.float32))
