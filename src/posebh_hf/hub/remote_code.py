@@ -41,7 +41,6 @@ CONFIG_ROOT = "configuration_posebh"  # module paths relative to the package
 MODEL_ROOT = "modeling.modeling_posebh"
 PIPELINE_ROOT = "pipeline_task"
 PIPELINE_CLASS = "KeypointDetectionPipeline"
-PIPELINE_TASK = "keypoint-detection"
 CONFIG_CLASS = "PoseBHConfig"
 MODEL_CLASS = "PoseBHForPoseEstimation"
 AUTO_CLASSES = ("AutoModel", "AutoModelForPoseEstimation")
@@ -168,8 +167,10 @@ def auto_map() -> dict[str, str]:
 def custom_pipelines() -> dict[str, dict[str, object]]:
     """The `custom_pipelines` entry of config.json: transformers' `pipeline(task, model=repo, trust_remote_code=True)`
     loads the task's class from the repo's generated pipeline file (the installed package ignores it)."""
-    return {PIPELINE_TASK: {"impl": f"{flat_name(PIPELINE_ROOT)}.{PIPELINE_CLASS}", "pt": ["AutoModelForPoseEstimation"],
-                            "tf": [], "type": "image"}}
+    from ..pipeline_task import TASK  # noqa: PLC0415 - the task name the package registers (imports transformers)
+
+    return {TASK: {"impl": f"{flat_name(PIPELINE_ROOT)}.{PIPELINE_CLASS}", "pt": ["AutoModelForPoseEstimation"],
+                   "tf": [], "type": "image"}}
 
 
 def write_remote_code(folder: str | os.PathLike[str], files: Iterable[tuple[str, str]] | None = None) -> list[Path]:

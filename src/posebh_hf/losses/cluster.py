@@ -120,7 +120,7 @@ def cluster_loss(
     contrast = embeddings.new_zeros((), dtype=torch.float32)
     if len(pixels) or all_reduce is not None:
         result = cluster_pixels(cluster_bank, pixels.embeddings, pixels.classes, pixels.confidences, 0,
-                                    num_clusters, argmax, all_reduce=all_reduce)
+                                num_clusters, argmax, all_reduce=all_reduce)
         if len(pixels):
             contrast, proto_logs = prototype_contrastive_loss(result.logits, result.targets,
                                                               weights=weights)

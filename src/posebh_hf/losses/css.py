@@ -176,7 +176,7 @@ def css_loss(
         pixels = sample_foreground_pixels(embeddings[others][kept], target * weight[:, :, None, None])
         if len(pixels) or all_reduce is not None:
             result = cluster_pixels(prototypes, pixels.embeddings, pixels.classes, pixels.confidences, off, k,
-                                        argmax, all_reduce=all_reduce)
+                                    argmax, all_reduce=all_reduce)
             if len(pixels):
                 loss_d = loss_d + prototype_contrastive_loss(result.logits, result.targets,
                                                              weights=weights)[0]
