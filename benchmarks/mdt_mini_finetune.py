@@ -1,16 +1,18 @@
 """PoseBH tested the way the paper does: fine-tune a converged multi-head model (docs/mdt_mini.md).
 
-Arms, all from `models/mdt_mini_pretrain` (configs/mdt_mini/pretrain.yaml + pretrain_continue.yaml, committed in fp16)
-with the same step budget:
+Arms, all from `models/mdt_mini_pretrain_merged` (the 27,600-step pretraining: pretrain.yaml, pretrain_continue.yaml,
+then pretrain_merged.yaml three times; committed in fp16 by `export-start`) with the same step budget:
 (b) `multihead` multi-head fine-tuning, (d) `posebh` the three PoseBH stages, (m) `merged` dataset merging by
 keypoint name (`data.datasets[*].keypoint_mapping`). Every run is scored on the val splits (every instance, GT-box
 crops, no flip test) per head, plus the cross-skeleton measures of the paper's claim: the coco head on lspe val
 crops and the lspe head on coco_mini val crops, each on the joints both skeletons share (by name).
 
     python benchmarks/mdt_mini_finetune.py run --arm multihead --seed 0     # train + score -> result.json
-    python benchmarks/mdt_mini_finetune.py score --model models/mdt_mini_pretrain   # score any model
+    python benchmarks/mdt_mini_finetune.py score --model models/mdt_mini_pretrain_merged   # score any model
+    python benchmarks/mdt_mini_finetune.py export-start --model outputs/mdt_mini/pretrain5/final   # the arms' start
     python benchmarks/mdt_mini_finetune.py table                            # -> docs/mdt_mini.md table block
     python benchmarks/mdt_mini_finetune.py transfer --base DIR --tag posebh --k 5 --seed 0
+    python benchmarks/mdt_mini_finetune.py prototypes --model DIR   # PCK from the prototype heatmaps alone
     python benchmarks/mdt_mini_finetune.py export-default --run outputs/mdt_mini/finetune/merged_s0   # app/default_model
 
 `transfer` learns the dlc_reaching skeleton (../shared/data/transfer) from the first k training frames with
@@ -35,11 +37,12 @@ from mdt_mini_study import _tensor_shapes, _write_atomic, fmt, machine, mean_std
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "mdt_mini"
 RUNS = ROOT / "outputs" / "mdt_mini" / "finetune"
-PRETRAIN = ROOT / "models" / "mdt_mini_pretrain"
+START_MODEL = ROOT / "models" / "mdt_mini_pretrain_merged"  # every arm's model.init (configs/mdt_mini/finetune_*.yaml)
+START = "pretrain5"  # the pretraining run START_MODEL is the fp16 copy of (its score: <runs>/pretrain5/result.json)
 DOC = ROOT / "docs" / "mdt_mini.md"
 TRANSFER = ROOT.parent / "shared" / "data" / "transfer" / "dlc_reaching" / "crops"
 ARMS = ("multihead", "posebh", "merged")
-LABELS = {"pretrain": "pretrained multi-head (start of every arm)", "multihead": "(b) multi-head fine-tuning",
+LABELS = {START: "pretrained multi-head, 27,600 steps (start of every arm)", "multihead": "(b) multi-head fine-tuning",
           "posebh": "(d) PoseBH (3 stages)", "merged": "(m) dataset merging by keypoint name"}
 DATASETS = ("lspe", "coco_mini", "bee", "mirror_mouse", "dlc_openfield")
 CROSS = (("coco_mini", "lspe"), ("lspe", "coco_mini"))  # (head, val crops of)
@@ -103,6 +106,45 @@ def score_model(model_dir: Path) -> dict[str, dict[str, float]]:
     metrics = parse_metrics(validate(model, sets, cfg.eval))
     metrics.update(cross_scores(model, cfg, sets))
     return metrics
+
+
+def prototype_scores(model_dir: Path, datasets: Sequence[str] | None = None, cache_dir: Path | None = None,
+                     ) -> dict[str, dict[str, dict[str, float]]]:
+    """Each dataset's val crops decoded from its **prototype heatmaps** alone (embedding map against the dataset's
+    prototypes, no head; the way a transferred pack predicts), beside its head: `{dataset: {"head": metrics,
+    "prototypes": metrics}}` for `datasets` (default: all five). Measures how far the embedding head and the
+    prototypes have learnt the keypoints."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from posebh_hf.data.collate import PoseCollator
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.training.train_data import load_source
+    from posebh_hf.training.validation import build_validation_sets, head_codec, score_predictions
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    cfg = _val_config(model_dir)
+    specs = [spec for spec in cfg.data.datasets if datasets is None or spec.name in datasets]
+    sources = [load_source(spec, "val", Path(cache_dir or cfg.data.cache_dir)) for spec in specs]
+    sets = build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)
+    model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for vset in sets:
+        codec, k_view = head_codec(model, vset.name, vset), vset.skeleton.num_keypoints
+        loader = DataLoader(vset.view, batch_size=cfg.eval.batch_size, collate_fn=PoseCollator(k_view))
+        found: dict[str, list[list[np.ndarray]]] = {"head": [[], [], []], "prototypes": [[], [], []]}
+        with torch.no_grad():
+            for batch in loader:
+                res = model(batch["pixel_values"], dataset_index=vset.name, heads=[vset.name],
+                            output_prototype_heatmaps=True, prototype_skeletons=[vset.name])
+                for part, maps in (("head", res.heatmaps), ("prototypes", res.prototype_heatmaps)):
+                    coords, conf = codec.decode(maps[vset.name].float().numpy())
+                    for lst, arr in zip(found[part], (coords * vset.stride[None, None, :], conf,
+                                                       batch["keypoints"].numpy()[:, :k_view]), strict=True):
+                        lst.append(arr)
+        out[vset.name] = {part: score_predictions(*(np.concatenate(a) for a in arrays), vset.skeleton,
+                                                  cfg.eval.pck_threshold) for part, arrays in found.items()}
+    return out
 
 
 DRAW_PRECISION = 0.6  # the default model hides keypoints whose score is right less often than this on lspe val
@@ -181,7 +223,7 @@ def render_table(results: Sequence[dict[str, Any]]) -> str:
     cols = [*DATASETS, "coco_mini@lspe", "lspe@coco_mini"]
     lines = ["| arm | seeds | " + " | ".join(f"{c} PCK / AP" for c in cols) + " | mean PCK (5 heads) | wall min/run |",
              "|---|---|" + "---|" * (len(cols) + 2)]
-    for arm in ("pretrain", *ARMS):
+    for arm in (START, *ARMS):
         runs = [r for r in results if r["variant"] == arm]
         if not runs:
             continue
@@ -251,7 +293,58 @@ def export_default(run: Path, out: Path = APP_MODEL) -> Path:
     return write_folder_atomically(out, write, overwrite=True)
 
 
-MERGED_STAGES = ("pretrain3", "pretrain4")  # pretrain_merged.yaml runs (the second one from the first's final model)
+# pretrain_merged.yaml runs, each from the previous one's final model; the last one is START
+START_CARD = """---
+library_name: posebh_hf
+license: other
+license_name: research-non-commercial
+tags: [posebh, vitpose, pose-estimation, keypoint-detection, small]
+---
+
+# mdt_mini pretrained multi-head model (the starting point of the comparison)
+
+The pretrained small ViTPose++ of `docs/mdt_mini.md` (section 1): ViT 6 x 192, 192 x 144 input, simple-decoder heads,
+one expert and one head per mdt_mini dataset (`lspe`, `coco_mini`, `bee`, `mirror_mouse`, `dlc_openfield`), trained
+on 2 CPU cores from random weights in {steps:,} steps of batch 16: {training} Stored in float16 (`config.json` keeps
+float32: it runs and fine-tunes in fp32). Val PCK@0.2 x100: {scores}.
+
+Every fine-tuning config of the comparison starts from this folder
+(`python benchmarks/mdt_mini_finetune.py run --arm multihead --seed 0`). Its weights inherit the training data's terms
+(LSPe research only, bee CC BY-NC-SA 4.0, most COCO images NC): **research and non-commercial use only**.
+"""
+
+
+def export_start(model_dir: Path, out: Path = START_MODEL) -> Path:
+    """fp16 copy of the last pretraining run's final model (heads keep their dataset names) with its image
+    processor and a short card: the folder every arm of the comparison starts from."""
+    import shutil
+
+    from posebh_hf.atomic_files import write_folder_atomically
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+
+    data = _stage(START)
+    if not data:
+        raise SystemExit(f"score the pretraining first: python {Path(__file__).name} score --model {model_dir} "
+                         f"--save-as {START}")
+    steps = sum(_stage(name).get("steps", 0) for name in ("pretrain", *MERGED_STAGES)) + 4000  # + pretrain.yaml
+    model = PoseBHForPoseEstimation.from_pretrained(model_dir)
+    scores = ", ".join(f"{d} {100 * data['metrics'][d]['pck']:.1f}" for d in DATASETS)
+    scores += f"; the coco_mini head on lspe crops {100 * data['metrics']['coco_mini@lspe']['pck']:.1f}"
+    training = training_text(data).split(". It is the best")[0] + "."
+
+    def write(folder: Path) -> None:
+        model.half().save_pretrained(folder)
+        config_file = folder / "config.json"
+        conf = json.loads(config_file.read_text())
+        conf["dtype"] = "float32"
+        config_file.write_text(json.dumps(conf, indent=2) + "\n")
+        shutil.copy(model_dir / "preprocessor_config.json", folder / "preprocessor_config.json")
+        (folder / "README.md").write_text(START_CARD.format(steps=steps, training=training, scores=scores))
+
+    return write_folder_atomically(out, write, overwrite=True)
+
+
+MERGED_STAGES = ("pretrain3", "pretrain4", "pretrain5")
 
 
 def _stage(name: str) -> dict[str, Any]:
@@ -265,21 +358,21 @@ def training_text(data: dict[str, Any]) -> str:
     runs = [f"`configs/mdt_mini/pretrain.yaml` ({FIRST_PRETRAINING})",
             f"`configs/mdt_mini/pretrain_continue.yaml` ({pre.get('steps', '?')} more steps of batch 16, "
             f"{pre.get('train_s', 0) / 60:.0f} min)"]
+    last = data["variant"] if data["variant"] in MERGED_STAGES else START
+    for name in MERGED_STAGES[:MERGED_STAGES.index(last) + 1]:
+        stage = data if name == data["variant"] else _stage(name)
+        what = ("; from here on the coco and lspe heads also learn from each other's people through the joints "
+                "the two skeletons share by name" if name == MERGED_STAGES[0] else ", from the previous run")
+        runs.append(f"`configs/mdt_mini/pretrain_merged.yaml` ({stage.get('steps', '?')} steps, "
+                    f"{stage.get('train_s', 0) / 60:.0f} min{what})")
+    pretraining = f"pretrained as a multi-head model in {len(runs)} runs: " + "; then ".join(runs)
+    tail = ("All on 2 CPU cores, from random weights (no ImageNet or ViTPose++ pretraining exists offline here).")
     if data["variant"] in MERGED_STAGES:
-        for name in MERGED_STAGES[:MERGED_STAGES.index(data["variant"]) + 1]:
-            stage = data if name == data["variant"] else _stage(name)
-            again = ", again from the previous run's final model" if name != MERGED_STAGES[0] else ""
-            runs.append(f"`configs/mdt_mini/pretrain_merged.yaml` ({stage.get('steps', '?')} steps{again}, "
-                        f"{stage.get('train_s', 0) / 60:.0f} min; the coco and lspe heads also learn from each "
-                        "other's people through the joints the two skeletons share by name)")
-        return (f"pretrained as a multi-head model in {len(runs)} runs: " + "; then ".join(runs) + ". It is the "
-                "best model by mean val PCK over the five heads (`docs/mdt_mini.md`). All on 2 CPU cores, from random "
-                "weights (no ImageNet or ViTPose++ pretraining exists offline here).")
-    return ("pretrained as a multi-head model in two runs, " + " then ".join(runs) + ", then fine-tuned with "
-            f"`configs/mdt_mini/finetune_{data['variant']}.yaml` ({LABELS[data['variant']]}, seed {data['seed']}, "
-            f"{data.get('steps', '?')} steps, {data['train_s'] / 60:.0f} min), the best run of the comparison by "
-            "mean val PCK over the five heads (`docs/mdt_mini.md`). All on 2 CPU cores, from random weights (no "
-            "ImageNet or ViTPose++ pretraining exists offline here).")
+        return f"{pretraining}. It is the best model by mean val PCK over the five heads (`docs/mdt_mini.md`). {tail}"
+    return (f"{pretraining}; then fine-tuned with `configs/mdt_mini/finetune_{data['variant']}.yaml` "
+            f"({LABELS[data['variant']]}, seed {data['seed']}, {data.get('steps', '?')} steps, "
+            f"{data['train_s'] / 60:.0f} min), the best run of the comparison by mean val PCK over the five heads "
+            f"(`docs/mdt_mini.md`). {tail}")
 
 
 def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, card_data_cls: Any) -> str:
@@ -297,16 +390,16 @@ def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, c
         rows.append({"head": RENAME.get(head, head), "crops": f"{crops} ({int(m.get('joints', 0))} shared joints)",
                      "pck": f"{100 * m.get('pck', float('nan')):.1f}", "ap": f"{100 * m.get('ap', float('nan')):.1f}"})
     training = training_text(data)
-    merged = data["variant"] in MERGED_STAGES
+    # every export descends from the merged pretraining (the pretraining runs and the arms fine-tuned from START)
     coco_note = ("The coco head learnt its 12 limb joints from LSPe people too (mapped by name), but its face "
-                 "keypoints from 117 people only." if merged else "The coco head learnt from 117 people only.")
+                 "keypoints from 117 people only.")
     limits = ("- From-scratch ViTs need far more data and compute than 2 CPU cores give: expect misses on unusual "
               f"poses, small people, crowds and occlusion. {coco_note}\n"
               "- Top-down: it needs a person box. `posebh predict` without `--box` uses the whole image; the demo "
               "finds boxes with an offline detector, which misses people.\n"
               "- The animal heads saw one recording session each (mice) or a few tracks (bees).")
     merged_data = {"lspe": " + coco_mini people's 12 limb joints (by name)",
-                   "coco": " + LSPe people's 12 limb joints (by name)"} if merged else {}
+                   "coco": " + LSPe people's 12 limb joints (by name)"}
     heads = [{"index": i, "name": n, "num_keypoints": k, "data": HEAD_DATA.get(n, n) + merged_data.get(n, "")}
              for i, (n, k) in enumerate(zip(cfg.dataset_names, cfg.num_keypoints, strict=True))]
     card_data = card_data_cls(library_name="posebh_hf", pipeline_tag="keypoint-detection", license="other",
@@ -394,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--arm", choices=ARMS, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*")
+    p = sub.add_parser("prototypes", help="val PCK from each dataset's prototype heatmaps alone, beside its head")
+    p.add_argument("--model", type=Path, required=True)
     p = sub.add_parser("score", help="score a model folder (own heads + cross-skeleton), JSON on stdout")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--save-as", help="also store it as <runs>/<name>/result.json (e.g. pretrain)")
@@ -404,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--k", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*")
+    p = sub.add_parser("export-start", help="the last pretraining run -> models/mdt_mini_pretrain_merged (fp16)")
+    p.add_argument("--model", type=Path, required=True)
     p = sub.add_parser("export-default", help="a run's final model -> app/default_model (fp16, card)")
     p.add_argument("--run", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -427,6 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if begin in text else text.rstrip("\n") + "\n\n" + block + "\n")
             print(table)
         _write_atomic(DOC, text)
+    elif args.cmd == "prototypes":
+        for name, parts in prototype_scores(args.model).items():
+            print(f"{name:14s} head PCK {100 * parts['head']['pck']:5.1f}   prototypes alone PCK "
+                  f"{100 * parts['prototypes']['pck']:5.1f}   (EPE {parts['prototypes']['epe']:.0f} px)")
+    elif args.cmd == "export-start":
+        print(export_start(args.model))
     elif args.cmd == "export-default":
         print(export_default(args.run))
     else:

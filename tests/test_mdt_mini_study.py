@@ -144,14 +144,20 @@ def test_comparison_text_names_datasets_above_and_not_above_the_constant() -> No
     assert text == "At 1500 steps the study models of this variant are above the constant on a and **not above it** on b."
 
 
+def _load_finetune():
+    """benchmarks/mdt_mini_finetune.py as a module (it imports mdt_mini_study, loaded above)."""
+    spec = importlib.util.spec_from_file_location("mdt_mini_finetune", REPO / "benchmarks" / "mdt_mini_finetune.py")
+    finetune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(finetune)
+    return finetune
+
+
 def test_exporting_renames_every_per_skeleton_field() -> None:
     """benchmarks/mdt_mini_finetune.py renames coco_mini -> coco for the default model: skeletons and the decoding
     table follow, so the exported config passes the model-folder check."""
     from posebh_hf.configuration_posebh import PoseBHConfig
 
-    spec = importlib.util.spec_from_file_location("mdt_mini_finetune", REPO / "benchmarks" / "mdt_mini_finetune.py")
-    finetune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(finetune)
+    finetune = _load_finetune()
     config = PoseBHConfig.tiny(dataset_names=["lspe", "coco_mini"],
                                skeletons={"lspe": {"name": "lspe", "keypoints": ["a", "b"]},
                                           "coco_mini": {"name": "coco_mini", "keypoints": ["c"]}},
@@ -160,3 +166,63 @@ def test_exporting_renames_every_per_skeleton_field() -> None:
     reloaded = PoseBHConfig.from_dict(config.to_dict())  # validates names against the skeletons
     assert reloaded.dataset_names == ["lspe", "coco"] and reloaded.decoding == {"lspe": "udp", "coco": "default"}
     assert reloaded.skeletons["coco"]["name"] == "coco"
+
+
+def test_export_start_writes_the_fp16_start_of_the_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export-start`: the last pretraining run -> an fp16 folder that loads in fp32 and predicts like the run's model,
+    with a card giving the total steps (the first run's 4000 + every scored run) and the val numbers."""
+    import torch
+    from conftest import save_tiny_model
+    from safetensors import safe_open
+
+    from posebh_hf import PoseBHForPoseEstimation
+    from posebh_hf.processing_posebh import PoseBHImageProcessor
+
+    finetune = _load_finetune()
+    runs = tmp_path / "runs"
+    metrics = {d: {"pck": 0.5 + i / 100, "ap": 0.1} for i, d in enumerate(finetune.DATASETS)}
+    metrics["coco_mini@lspe"] = {"pck": 0.4, "ap": 0.0}
+    for name, steps in (("pretrain", 6000), ("pretrain3", 5600), ("pretrain4", 4000), (finetune.START, 8000)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "result.json").write_text(json.dumps({"variant": name, "seed": 0, "steps": steps,
+                                                            "train_s": 600.0, "metrics": metrics}))
+    monkeypatch.setattr(finetune, "RUNS", runs)
+    model_dir = save_tiny_model(tmp_path / "final", dataset_names=["coco", "ap10k"])
+    PoseBHImageProcessor().save_pretrained(model_dir)
+    out = finetune.export_start(model_dir, tmp_path / "start")
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()}
+    assert dtypes == {torch.float16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    card = (out / "README.md").read_text()
+    assert "27,600 steps" in card and "lspe 50.0" in card and "on lspe crops 40.0" in card
+    assert "research and non-commercial use only" in card
+    pixels = torch.rand(1, 3, 256, 192)
+    with torch.no_grad():
+        ref = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()(pixels, dataset_index=[0]).heatmaps["coco"]
+        got = PoseBHForPoseEstimation.from_pretrained(out).eval()(pixels, dataset_index=[0]).heatmaps["coco"]
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, ref, atol=1e-2 * float(ref.abs().max()) + 1e-4)
+
+
+def test_prototype_scores_head_column_is_the_validation_number(tmp_path: Path) -> None:
+    """`prototypes`: the head column equals the trainer's validation of the same head, so the prototype column
+    beside it is decoded and scored the same way (committed 10,000-step model, the 20 dlc_openfield val crops)."""
+    from conftest import shared_path
+
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.training.train_data import load_source
+    from posebh_hf.training.validation import build_validation_sets, validate
+
+    shared_path("mdt_mini", "crops", "dlc_openfield")
+    finetune = _load_finetune()
+    model_dir = REPO / "models" / "mdt_mini_pretrain"
+    scores = finetune.prototype_scores(model_dir, ["dlc_openfield"], cache_dir=tmp_path)
+    cfg = finetune._val_config(model_dir)
+    specs = [s for s in cfg.data.datasets if s.name == "dlc_openfield"]
+    sets = build_validation_sets(specs, [load_source(specs[0], "val", tmp_path)], cfg.data.augment, cfg.eval)
+    expected = study.parse_metrics(validate(PoseBHForPoseEstimation.from_pretrained(model_dir), sets, cfg.eval))
+    assert list(scores) == ["dlc_openfield"]
+    assert scores["dlc_openfield"]["head"]["pck"] == pytest.approx(expected["dlc_openfield"]["pck"])
+    assert 0.0 <= scores["dlc_openfield"]["prototypes"]["pck"] <= 1.0
+    assert scores["dlc_openfield"]["prototypes"]["instances"] == expected["dlc_openfield"]["instances"]
