@@ -16,6 +16,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -408,22 +409,24 @@ def test_permission_denied_is_one_line(model_and_pack: tuple[Path, Path]) -> Non
         shutil.rmtree(shared, ignore_errors=True)
 
 
+# Imports what `pack attach` needs while still root (the interpreter and its libraries may sit in a folder only root
+# can read, e.g. /root/.pyenv), then becomes uid 65534 and runs the command.
+_AS_NOBODY = """
+import os, sys
+import posebh_hf.cli, posebh_hf.hub, posebh_hf.modeling, safetensors.torch
+if os.geteuid() == 0:
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+sys.exit(posebh_hf.cli.main(sys.argv[1:]))
+"""
+
+
 def _attach_as_nobody(model_and_pack: tuple[Path, Path], out: Path) -> tuple[int, str]:
-    """`posebh pack attach` in a forked child that (as root) drops to uid 65534, since root ignores permissions."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # root ignores permissions: drop to an unprivileged user in a child
-        try:
-            os.close(read)
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            code, _, err = run_cli(attach_argv(model_and_pack, out))
-            os.write(write, json.dumps([code, err]).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    with os.fdopen(read) as handle:
-        code, err = json.loads(handle.read() or '[null, "the child failed before reporting"]')
-    return code, err
+    """`posebh pack attach` in a fresh interpreter that (as root) drops to uid 65534, since root ignores permissions.
+
+    A fresh process, not os.fork(): forking this multi-threaded pytest process (an HTTP server thread of another
+    test, torch's pools) once left the child waiting forever on a lock another thread held at the fork."""
+    child = subprocess.run([sys.executable, "-c", _AS_NOBODY, *attach_argv(model_and_pack, out)],
+                           capture_output=True, text=True, timeout=300, cwd=out.parent.parent)
+    lines = [line for line in child.stderr.splitlines()
+             if line.strip() and "Warning" not in line and not PROGRESS.search(line)]
+    return child.returncode, "\n".join(lines)
