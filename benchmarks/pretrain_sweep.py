@@ -8,7 +8,7 @@ warm-up over the first 10 %, x0.1 at 80 % and 90 %.
 
     python benchmarks/pretrain_sweep.py run              # every candidate, one after the other
     python benchmarks/pretrain_sweep.py run --only 128x96
-    python benchmarks/pretrain_sweep.py table            # markdown table of the stored results
+    python benchmarks/pretrain_sweep.py table            # prints the table, rewrites it in docs/mdt_mini.md
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from mdt_mini_study import _write_atomic, machine, parse_metrics
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "mdt_mini" / "pretrain.yaml"
 RUNS = ROOT / "outputs" / "mdt_mini" / "sweep"
+DOC = ROOT / "docs" / "mdt_mini.md"
+BEGIN, END = "<!-- sweep-table:begin -->", "<!-- sweep-table:end -->"
 DATASETS = ("lspe", "coco_mini", "bee", "mirror_mouse", "dlc_openfield")
 # name -> (input H x W, steps). The steps keep CPU time equal: routed simple-head step costs of head_routing.py on
 # the quiet Xeon VM were 0.45 (128 x 96), 0.88 (192 x 144, the chosen model) and 1.50 CPU s (256 x 192).
@@ -79,20 +81,32 @@ def render_table() -> str:
     return "\n".join(lines)
 
 
+def write_doc_table(table: str, doc: Path = DOC) -> bool:
+    """Replace the sweep table between the markers of `doc`; False (doc untouched) when the markers are absent."""
+    text = doc.read_text() if doc.is_file() else ""
+    if BEGIN not in text or END not in text:
+        return False
+    _write_atomic(doc, text[:text.index(BEGIN)] + f"{BEGIN}\n{table}\n{END}" + text[text.index(END) + len(END):])
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="train and score the candidates")
     p.add_argument("--only", choices=list(CANDIDATES), nargs="*")
     p.add_argument("--seed", type=int, default=0)
-    sub.add_parser("table", help="print the markdown table of the stored results")
+    sub.add_parser("table", help="print the markdown table of the stored results and rewrite it in docs/mdt_mini.md")
     args = parser.parse_args(argv)
     if args.cmd == "run":
         for name in args.only or CANDIDATES:
             data = run_candidate(name, args.seed)
             print(name, json.dumps({d: round(100 * m["pck"], 1) for d, m in data["metrics"].items()}), flush=True)
     else:
-        print(render_table())
+        table = render_table()
+        print(table)
+        if not write_doc_table(table):
+            print(f"(no {BEGIN} block in {DOC}: the table was only printed)", file=sys.stderr)
     return 0
 
 
