@@ -1,7 +1,7 @@
 """PoseBH tested the way the paper does: fine-tune a converged multi-head model (docs/mdt_mini.md).
 
-Arms, all from `models/mdt_mini_pretrain_merged` (the 27,600-step pretraining: pretrain.yaml, pretrain_continue.yaml,
-then pretrain_merged.yaml three times; committed in fp16 by `export-start`) with the same step budget:
+Arms, all from `models/mdt_mini_pretrain_merged` (the 35,600-step pretraining: pretrain.yaml, pretrain_continue.yaml,
+then pretrain_merged.yaml four times; committed in fp16 by `export-start`) with the same step budget:
 (b) `multihead` multi-head fine-tuning, (d) `posebh` the three PoseBH stages, (m) `merged` dataset merging by
 keypoint name (`data.datasets[*].keypoint_mapping`). Every run is scored on the val splits (every instance, GT-box
 crops, no flip test) per head, plus the cross-skeleton measures of the paper's claim: the coco head on lspe val
@@ -9,10 +9,10 @@ crops and the lspe head on coco_mini val crops, each on the joints both skeleton
 
     python benchmarks/mdt_mini_finetune.py run --arm multihead --seed 0     # train + score -> result.json
     python benchmarks/mdt_mini_finetune.py score --model models/mdt_mini_pretrain_merged   # score any model
-    python benchmarks/mdt_mini_finetune.py export-start --model outputs/mdt_mini/pretrain5/final   # the arms' start
+    python benchmarks/mdt_mini_finetune.py export-start --model outputs/mdt_mini/pretrain6/final   # the arms' start
     python benchmarks/mdt_mini_finetune.py table                            # -> docs/mdt_mini.md table block
     python benchmarks/mdt_mini_finetune.py transfer --base DIR --tag posebh --k 5 --seed 0
-    python benchmarks/mdt_mini_finetune.py prototypes --model DIR   # PCK from the prototype heatmaps alone
+    python benchmarks/mdt_mini_finetune.py prototypes --model DIR   # PCK from the prototype heatmaps alone + spread
     python benchmarks/mdt_mini_finetune.py export-default --run outputs/mdt_mini/finetune/merged_s0   # app/default_model
 
 `transfer` learns the dlc_reaching skeleton (../shared/data/transfer) from the first k training frames with
@@ -38,11 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "mdt_mini"
 RUNS = ROOT / "outputs" / "mdt_mini" / "finetune"
 START_MODEL = ROOT / "models" / "mdt_mini_pretrain_merged"  # every arm's model.init (configs/mdt_mini/finetune_*.yaml)
-START = "pretrain5"  # the pretraining run START_MODEL is the fp16 copy of (its score: <runs>/pretrain5/result.json)
+START = "pretrain6"  # the pretraining run START_MODEL is the fp16 copy of (its score: <runs>/pretrain6/result.json)
 DOC = ROOT / "docs" / "mdt_mini.md"
 TRANSFER = ROOT.parent / "shared" / "data" / "transfer" / "dlc_reaching" / "crops"
 ARMS = ("multihead", "posebh", "merged")
-LABELS = {START: "pretrained multi-head, 27,600 steps (start of every arm)", "multihead": "(b) multi-head fine-tuning",
+LABELS = {START: "pretrained multi-head, 35,600 steps (start of every arm)", "multihead": "(b) multi-head fine-tuning",
           "posebh": "(d) PoseBH (3 stages)", "merged": "(m) dataset merging by keypoint name"}
 DATASETS = ("lspe", "coco_mini", "bee", "mirror_mouse", "dlc_openfield")
 CROSS = (("coco_mini", "lspe"), ("lspe", "coco_mini"))  # (head, val crops of)
@@ -145,6 +145,46 @@ def prototype_scores(model_dir: Path, datasets: Sequence[str] | None = None, cac
         out[vset.name] = {part: score_predictions(*(np.concatenate(a) for a in arrays), vset.skeleton,
                                                   cfg.eval.pck_threshold) for part, arrays in found.items()}
     return out
+
+
+def spread_stats(embeddings: Any) -> dict[str, float]:
+    """How varied a keypoint-embedding map is across positions. `embeddings`: [B, D, H, W] (torch). Returns the mean
+    cosine of each position's unit embedding to its image's mean direction (1.0 = every position points the same way:
+    collapsed, and prototype heatmaps are then flat) and the effective rank (exp of the entropy of the normalised
+    singular-value energies) of all centred unit embeddings, out of D."""
+    import torch
+
+    unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    mean_dir = torch.nn.functional.normalize(unit.mean(dim=(2, 3), keepdim=True), dim=1)
+    flat = unit.permute(0, 2, 3, 1).reshape(-1, unit.shape[1])
+    energy = torch.linalg.svdvals(flat - flat.mean(0)) ** 2
+    share = energy / energy.sum().clamp_min(1e-30)
+    return {"cos_to_mean": float((unit * mean_dir).sum(1).mean()),
+            "effective_rank": float(torch.exp(-(share * torch.log(share + 1e-12)).sum())),
+            "dims": float(unit.shape[1])}
+
+
+def embedding_spread(model_dir: Path, dataset: str = "lspe", count: int = 32, cache_dir: Path | None = None,
+                     ) -> dict[str, float]:
+    """`spread_stats` of the model's embedding maps on the first `count` val crops of `dataset`."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from posebh_hf.data.collate import PoseCollator
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+    from posebh_hf.training.train_data import load_source
+    from posebh_hf.training.validation import build_validation_sets
+
+    cfg = _val_config(model_dir)
+    specs = [spec for spec in cfg.data.datasets if spec.name == dataset]
+    sources = [load_source(spec, "val", Path(cache_dir or cfg.data.cache_dir)) for spec in specs]
+    vset = build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)[0]
+    crops = Subset(vset.view, range(min(count, len(vset.view))))
+    batch = next(iter(DataLoader(crops, batch_size=count, collate_fn=PoseCollator(vset.skeleton.num_keypoints))))
+    model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        out = model(batch["pixel_values"], dataset_index=dataset, heads=[dataset], output_embeddings=True)
+    return spread_stats(out.embeddings)
 
 
 DRAW_PRECISION = 0.6  # the default model hides keypoints whose score is right less often than this on lspe val
@@ -326,7 +366,8 @@ def export_start(model_dir: Path, out: Path = START_MODEL) -> Path:
     if not data:
         raise SystemExit(f"score the pretraining first: python {Path(__file__).name} score --model {model_dir} "
                          f"--save-as {START}")
-    steps = sum(_stage(name).get("steps", 0) for name in ("pretrain", *MERGED_STAGES)) + 4000  # + pretrain.yaml
+    upto_start = MERGED_STAGES[:MERGED_STAGES.index(START) + 1]  # later runs continued past the start
+    steps = sum(_stage(name).get("steps", 0) for name in ("pretrain", *upto_start)) + 4000  # + pretrain.yaml
     model = PoseBHForPoseEstimation.from_pretrained(model_dir)
     scores = ", ".join(f"{d} {100 * data['metrics'][d]['pck']:.1f}" for d in DATASETS)
     scores += f"; the coco_mini head on lspe crops {100 * data['metrics']['coco_mini@lspe']['pck']:.1f}"
@@ -344,7 +385,7 @@ def export_start(model_dir: Path, out: Path = START_MODEL) -> Path:
     return write_folder_atomically(out, write, overwrite=True)
 
 
-MERGED_STAGES = ("pretrain3", "pretrain4", "pretrain5")
+MERGED_STAGES = ("pretrain3", "pretrain4", "pretrain5", "pretrain6")
 
 
 def _stage(name: str) -> dict[str, Any]:
@@ -528,6 +569,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, parts in prototype_scores(args.model).items():
             print(f"{name:14s} head PCK {100 * parts['head']['pck']:5.1f}   prototypes alone PCK "
                   f"{100 * parts['prototypes']['pck']:5.1f}   (EPE {parts['prototypes']['epe']:.0f} px)")
+        spread = embedding_spread(args.model)
+        print(f"embedding map on 32 lspe val crops: mean cosine to the image's mean direction "
+              f"{spread['cos_to_mean']:.3f} (1 = collapsed), effective rank {spread['effective_rank']:.1f} of "
+              f"{spread['dims']:.0f}")
     elif args.cmd == "export-start":
         print(export_start(args.model))
     elif args.cmd == "export-default":

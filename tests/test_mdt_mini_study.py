@@ -182,7 +182,9 @@ def test_export_start_writes_the_fp16_start_of_the_comparison(tmp_path: Path, mo
     runs = tmp_path / "runs"
     metrics = {d: {"pck": 0.5 + i / 100, "ap": 0.1} for i, d in enumerate(finetune.DATASETS)}
     metrics["coco_mini@lspe"] = {"pck": 0.4, "ap": 0.0}
-    for name, steps in (("pretrain", 6000), ("pretrain3", 5600), ("pretrain4", 4000), (finetune.START, 8000)):
+    runs_steps = (("pretrain", 6000), ("pretrain3", 5600), ("pretrain4", 4000), ("pretrain5", 8000), ("pretrain6", 8000))
+    assert finetune.START == runs_steps[-1][0]
+    for name, steps in runs_steps:
         (runs / name).mkdir(parents=True)
         (runs / name / "result.json").write_text(json.dumps({"variant": name, "seed": 0, "steps": steps,
                                                             "train_s": 600.0, "metrics": metrics}))
@@ -195,7 +197,7 @@ def test_export_start_writes_the_fp16_start_of_the_comparison(tmp_path: Path, mo
     assert dtypes == {torch.float16}
     assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
     card = (out / "README.md").read_text()
-    assert "27,600 steps" in card and "lspe 50.0" in card and "on lspe crops 40.0" in card
+    assert "35,600 steps" in card and "lspe 50.0" in card and "on lspe crops 40.0" in card
     assert "research and non-commercial use only" in card
     pixels = torch.rand(1, 3, 256, 192)
     with torch.no_grad():
@@ -226,3 +228,20 @@ def test_prototype_scores_head_column_is_the_validation_number(tmp_path: Path) -
     assert scores["dlc_openfield"]["head"]["pck"] == pytest.approx(expected["dlc_openfield"]["pck"])
     assert 0.0 <= scores["dlc_openfield"]["prototypes"]["pck"] <= 1.0
     assert scores["dlc_openfield"]["prototypes"]["instances"] == expected["dlc_openfield"]["instances"]
+
+
+def test_spread_stats_tells_a_collapsed_embedding_map_from_a_varied_one() -> None:
+    """`spread_stats`: every position pointing one way (plus tiny noise) -> cosine ~1 and rank ~1; independent random
+    embeddings -> low cosine and a rank near D."""
+    import torch
+
+    finetune = _load_finetune()
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(1, 16, 1, 1, generator=gen)
+    collapsed = direction.expand(4, 16, 6, 5) * torch.linspace(0.5, 2.0, 30).reshape(1, 1, 6, 5)
+    collapsed = collapsed + 1e-3 * torch.randn(4, 16, 6, 5, generator=gen)
+    varied = torch.randn(4, 16, 6, 5, generator=gen)
+    flat, rich = finetune.spread_stats(collapsed), finetune.spread_stats(varied)
+    assert flat["cos_to_mean"] > 0.99 and rich["cos_to_mean"] < 0.5
+    assert rich["effective_rank"] > 12 and flat["effective_rank"] < rich["effective_rank"]
+    assert flat["dims"] == rich["dims"] == 16
