@@ -245,3 +245,21 @@ def test_spread_stats_tells_a_collapsed_embedding_map_from_a_varied_one() -> Non
     assert flat["cos_to_mean"] > 0.99 and rich["cos_to_mean"] < 0.5
     assert rich["effective_rank"] > 12 and flat["effective_rank"] < rich["effective_rank"]
     assert flat["dims"] == rich["dims"] == 16
+
+
+def test_ranking_orders_runs_by_the_human_selection_score() -> None:
+    """`rank`: the default model is picked by the mean of lspe PCK and the coco head's PCK on lspe crops, not by the
+    five-head mean (a run better on mice and bees but worse on people ranks lower)."""
+    finetune = _load_finetune()
+
+    def result(variant: str, seed: int, lspe: float, cross: float, animals: float) -> dict:
+        metrics = {d: {"pck": animals} for d in finetune.DATASETS}
+        metrics["lspe"], metrics["coco_mini@lspe"] = {"pck": lspe}, {"pck": cross}
+        return {"variant": variant, "seed": seed, "metrics": metrics}
+
+    people = result("pretrain7", 0, 0.59, 0.52, 0.5)
+    animals = result("multihead", 2, 0.57, 0.49, 0.9)
+    assert finetune.human_score(people["metrics"]) == pytest.approx(0.555)
+    rows = finetune.render_ranking([animals, people]).splitlines()
+    assert rows[2].startswith("| pretrain7 | 59.0 | 52.0 | 55.5 |")
+    assert rows[3].startswith("| multihead_s2 | 57.0 | 49.0 | 53.0 |")
