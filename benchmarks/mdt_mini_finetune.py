@@ -165,9 +165,23 @@ def spread_stats(embeddings: Any) -> dict[str, float]:
             "dims": float(unit.shape[1])}
 
 
+def least_covered_share(direction: Any, prototypes: Any, count: int = 3) -> float:
+    """How much of a unit `direction` [D] lies in the `count` directions the `prototypes` [N, D] cover least (the
+    eigenvectors of the smallest eigenvalues of their unit rows' Gram matrix): the norm of its projection, 0..1.
+    A map pushed to be dissimilar (|cos| -> 0) to more prototypes than it has dimensions ends up there."""
+    import torch
+
+    rows = torch.nn.functional.normalize(prototypes.float(), dim=1)
+    _, vectors = torch.linalg.eigh(rows.T @ rows)  # ascending eigenvalues
+    unit = torch.nn.functional.normalize(direction.float(), dim=0)
+    return float(torch.linalg.vector_norm(vectors[:, :count].T @ unit))
+
+
 def embedding_spread(model_dir: Path, dataset: str = "lspe", count: int = 32, cache_dir: Path | None = None,
                      ) -> dict[str, float]:
-    """`spread_stats` of the model's embedding maps on the first `count` val crops of `dataset`."""
+    """`spread_stats` of the model's embedding maps on the first `count` val crops of `dataset`, plus how far they
+    sit from the dataset's prototypes: `max_abs_cos` (mean over pixels of the largest |cos| to one of its prototypes)
+    and `least_covered` (`least_covered_share` of the mean embedding direction, K_d x M prototypes)."""
     import torch
     from torch.utils.data import DataLoader, Subset
 
@@ -185,7 +199,13 @@ def embedding_spread(model_dir: Path, dataset: str = "lspe", count: int = 32, ca
     model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
     with torch.no_grad():
         out = model(batch["pixel_values"], dataset_index=dataset, heads=[dataset], output_embeddings=True)
-    return spread_stats(out.embeddings)
+    start, stop = model.config.prototype_offsets[dataset]
+    bank = model.get_buffer(next(n for n, _ in model.named_buffers() if n.endswith(".prototypes")))
+    own = torch.nn.functional.normalize(bank[start:stop].reshape(-1, bank.shape[-1]).float(), dim=1)
+    unit = torch.nn.functional.normalize(out.embeddings.float(), dim=1)
+    pixels = unit.permute(0, 2, 3, 1).reshape(-1, unit.shape[1])
+    return {**spread_stats(out.embeddings), "max_abs_cos": float((pixels @ own.T).abs().max(1).values.mean()),
+            "least_covered": least_covered_share(pixels.mean(0), own)}
 
 
 DRAW_PRECISION = 0.6  # the default model hides keypoints whose score is right less often than this on lspe val
@@ -598,7 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         spread = embedding_spread(args.model)
         print(f"embedding map on 32 lspe val crops: mean cosine to the image's mean direction "
               f"{spread['cos_to_mean']:.3f} (1 = collapsed), effective rank {spread['effective_rank']:.1f} of "
-              f"{spread['dims']:.0f}")
+              f"{spread['dims']:.0f}; largest |cos| to an lspe prototype {spread['max_abs_cos']:.2f} (mean over "
+              f"pixels); share of the mean direction in the 3 directions the lspe prototypes cover least "
+              f"{spread['least_covered']:.2f}")
     elif args.cmd == "export-start":
         print(export_start(args.model))
     elif args.cmd == "export-default":

@@ -263,3 +263,17 @@ def test_ranking_orders_runs_by_the_human_selection_score() -> None:
     rows = finetune.render_ranking([animals, people]).splitlines()
     assert rows[2].startswith("| pretrain7 | 59.0 | 52.0 | 55.5 |")
     assert rows[3].startswith("| multihead_s2 | 57.0 | 49.0 | 53.0 |")
+
+
+def test_least_covered_share_finds_the_direction_no_prototype_covers() -> None:
+    """Prototypes spanning only the first D-1 axes leave the last axis uncovered: a direction along it scores 1, one
+    inside their span about 0."""
+    import torch
+
+    finetune = _load_finetune()
+    gen = torch.Generator().manual_seed(0)
+    prototypes = torch.cat([torch.randn(40, 7, generator=gen), torch.zeros(40, 1)], dim=1)
+    uncovered = torch.zeros(8)
+    uncovered[7] = 1.0
+    assert finetune.least_covered_share(uncovered, prototypes, count=1) == pytest.approx(1.0, abs=1e-5)
+    assert finetune.least_covered_share(prototypes[0], prototypes, count=1) == pytest.approx(0.0, abs=1e-5)
