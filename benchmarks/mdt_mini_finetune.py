@@ -514,9 +514,11 @@ def _subset_json(k: int, out: Path) -> Path:
     return path
 
 
-def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
+def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str], out: Path | None = None,
+             ) -> dict[str, Any]:
     """One transfer run (configs/mdt_mini/transfer_reaching.yaml) from `base` on the first k frames; scores the new
-    head and the prototypes alone on the test frames."""
+    head and the prototypes alone on the test frames. `out` (default: the table's run folder) keeps ablations out of
+    the table."""
     import torch
 
     from posebh_hf.hub import attach_prototype_pack
@@ -526,7 +528,7 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str]) 
     from posebh_hf.training.validation import build_validation_sets, score_predictions, validate
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    out = RUNS / "transfer" / f"{tag}_k{k}_s{seed}"
+    out = out or RUNS / "transfer" / f"{tag}_k{k}_s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     train_json = _subset_json(k, out)
     cfg = load_train_config(CONFIGS / "transfer_reaching.yaml",
@@ -583,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tag", choices=ARMS, required=True, help="which arm the base model comes from")
     p.add_argument("--k", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="run folder (default: the transfer table's)")
     p.add_argument("overrides", nargs="*")
     p = sub.add_parser("export-start", help="the last pretraining run -> models/mdt_mini_pretrain_merged (fp16)")
     p.add_argument("--model", type=Path, required=True)
@@ -626,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "export-default":
         print(export_default(args.run))
     else:
-        print(json.dumps(transfer(args.base, args.k, args.tag, args.seed, args.overrides), indent=1))
+        print(json.dumps(transfer(args.base, args.k, args.tag, args.seed, args.overrides, args.out), indent=1))
     return 0
 
 
