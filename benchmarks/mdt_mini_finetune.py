@@ -58,6 +58,18 @@ def _val_config(model_dir: Path, config: Path = CONFIGS / "finetune_multihead.ya
     return load_train_config(config, [f"model.init={model_dir}"])
 
 
+def _val_sets(model_dir: Path, datasets: Sequence[str] | None = None, cache_dir: Path | None = None,
+              ) -> tuple[Any, list[Any]]:
+    """(validation config, `ValidationSet`s of `datasets` (default: all five), in config order) for a model folder."""
+    from posebh_hf.training.train_data import load_source
+    from posebh_hf.training.validation import build_validation_sets
+
+    cfg = _val_config(model_dir)
+    specs = [spec for spec in cfg.data.datasets if datasets is None or spec.name in datasets]
+    sources = [load_source(spec, "val", Path(cache_dir or cfg.data.cache_dir)) for spec in specs]
+    return cfg, build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)
+
+
 def predict_head(model: Any, vset: Any, head: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Head `head` (through its own expert) on every crop of a validation view: predictions [N, K_head, 2] in crop
     pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3] (decoded with the model's codec)."""
@@ -95,14 +107,10 @@ def score_model(model_dir: Path) -> dict[str, dict[str, float]]:
     import torch
 
     from posebh_hf.modeling import PoseBHForPoseEstimation
-    from posebh_hf.training.train_data import load_source
-    from posebh_hf.training.validation import build_validation_sets, validate
+    from posebh_hf.training.validation import validate
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    cfg = _val_config(model_dir)
-    cache = Path(cfg.data.cache_dir)
-    sources = [load_source(spec, "val", cache) for spec in cfg.data.datasets]
-    sets = build_validation_sets(cfg.data.datasets, sources, cfg.data.augment, cfg.eval)
+    cfg, sets = _val_sets(model_dir)
     model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
     metrics = parse_metrics(validate(model, sets, cfg.eval))
     metrics.update(cross_scores(model, cfg, sets))
@@ -120,14 +128,10 @@ def prototype_scores(model_dir: Path, datasets: Sequence[str] | None = None, cac
 
     from posebh_hf.data.collate import PoseCollator
     from posebh_hf.modeling import PoseBHForPoseEstimation
-    from posebh_hf.training.train_data import load_source
-    from posebh_hf.training.validation import build_validation_sets, head_codec, score_predictions
+    from posebh_hf.training.validation import head_codec, score_predictions
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    cfg = _val_config(model_dir)
-    specs = [spec for spec in cfg.data.datasets if datasets is None or spec.name in datasets]
-    sources = [load_source(spec, "val", Path(cache_dir or cfg.data.cache_dir)) for spec in specs]
-    sets = build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)
+    cfg, sets = _val_sets(model_dir, datasets, cache_dir)
     model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
     out: dict[str, dict[str, dict[str, float]]] = {}
     for vset in sets:
@@ -148,6 +152,14 @@ def prototype_scores(model_dir: Path, datasets: Sequence[str] | None = None, cac
     return out
 
 
+def _unit_pixels(embeddings: Any) -> tuple[Any, Any]:
+    """Unit embeddings [B, D, H, W] and the same as one row per pixel [B*H*W, D] (fp32)."""
+    import torch
+
+    unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    return unit, unit.permute(0, 2, 3, 1).reshape(-1, unit.shape[1])
+
+
 def spread_stats(embeddings: Any) -> dict[str, float]:
     """How varied a keypoint-embedding map is across positions. `embeddings`: [B, D, H, W] (torch). Returns the mean
     cosine of each position's unit embedding to its image's mean direction (1.0 = every position points the same way:
@@ -155,9 +167,8 @@ def spread_stats(embeddings: Any) -> dict[str, float]:
     singular-value energies) of all centred unit embeddings, out of D."""
     import torch
 
-    unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    unit, flat = _unit_pixels(embeddings)
     mean_dir = torch.nn.functional.normalize(unit.mean(dim=(2, 3), keepdim=True), dim=1)
-    flat = unit.permute(0, 2, 3, 1).reshape(-1, unit.shape[1])
     energy = torch.linalg.svdvals(flat - flat.mean(0)) ** 2
     share = energy / energy.sum().clamp_min(1e-30)
     return {"cos_to_mean": float((unit * mean_dir).sum(1).mean()),
@@ -168,7 +179,7 @@ def spread_stats(embeddings: Any) -> dict[str, float]:
 def least_covered_share(direction: Any, prototypes: Any, count: int = 3) -> float:
     """How much of a unit `direction` [D] lies in the `count` directions the `prototypes` [N, D] cover least (the
     eigenvectors of the smallest eigenvalues of their unit rows' Gram matrix): the norm of its projection, 0..1.
-    A map pushed to be dissimilar (|cos| -> 0) to more prototypes than it has dimensions ends up there."""
+    High for an embedding map pushed to be dissimilar (|cos| -> 0) to all its prototypes."""
     import torch
 
     rows = torch.nn.functional.normalize(prototypes.float(), dim=1)
@@ -187,23 +198,16 @@ def embedding_spread(model_dir: Path, dataset: str = "lspe", count: int = 32, ca
 
     from posebh_hf.data.collate import PoseCollator
     from posebh_hf.modeling import PoseBHForPoseEstimation
-    from posebh_hf.training.train_data import load_source
-    from posebh_hf.training.validation import build_validation_sets
 
-    cfg = _val_config(model_dir)
-    specs = [spec for spec in cfg.data.datasets if spec.name == dataset]
-    sources = [load_source(spec, "val", Path(cache_dir or cfg.data.cache_dir)) for spec in specs]
-    vset = build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)[0]
+    vset = _val_sets(model_dir, [dataset], cache_dir)[1][0]
     crops = Subset(vset.view, range(min(count, len(vset.view))))
     batch = next(iter(DataLoader(crops, batch_size=count, collate_fn=PoseCollator(vset.skeleton.num_keypoints))))
     model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
     with torch.no_grad():
         out = model(batch["pixel_values"], dataset_index=dataset, heads=[dataset], output_embeddings=True)
-    start, stop = model.config.prototype_offsets[dataset]
-    bank = model.get_buffer(next(n for n, _ in model.named_buffers() if n.endswith(".prototypes")))
-    own = torch.nn.functional.normalize(bank[start:stop].reshape(-1, bank.shape[-1]).float(), dim=1)
-    unit = torch.nn.functional.normalize(out.embeddings.float(), dim=1)
-    pixels = unit.permute(0, 2, 3, 1).reshape(-1, unit.shape[1])
+    bank = model.keypoint_prototypes.prototypes[model.prototype_rows(dataset)]  # [K_d, M, D]
+    own = torch.nn.functional.normalize(bank.reshape(-1, bank.shape[-1]).float(), dim=1)
+    _, pixels = _unit_pixels(out.embeddings)
     return {**spread_stats(out.embeddings), "max_abs_cos": float((pixels @ own.T).abs().max(1).values.mean()),
             "least_covered": least_covered_share(pixels.mean(0), own)}
 
@@ -217,14 +221,10 @@ def draw_threshold_table(model_dir: Path, head: str = "lspe") -> list[tuple[floa
     import torch
 
     from posebh_hf.modeling import PoseBHForPoseEstimation
-    from posebh_hf.training.train_data import load_source
-    from posebh_hf.training.validation import build_validation_sets, predict_crops, visible_keypoint_boxes
+    from posebh_hf.training.validation import predict_crops, visible_keypoint_boxes
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    cfg = _val_config(model_dir)
-    sources = [load_source(spec, "val", Path(cfg.data.cache_dir)) for spec in cfg.data.datasets]
-    vset = next(v for v in build_validation_sets(cfg.data.datasets, sources, cfg.data.augment, cfg.eval)
-                if v.name == head)
+    vset = _val_sets(model_dir, [head])[1][0]
     pred, scores, gt = predict_crops(PoseBHForPoseEstimation.from_pretrained(model_dir).eval(), vset, head, 64)
     visible = gt[..., 2] > 0
     sizes = visible_keypoint_boxes(gt)[:, 2:].max(axis=1)  # PCK's normaliser, as in validation
