@@ -9,6 +9,8 @@ crops and the lspe head on coco_mini val crops, each on the joints both skeleton
 
     python benchmarks/mdt_mini_finetune.py run --arm multihead --seed 0     # train + score -> result.json
     python benchmarks/mdt_mini_finetune.py score --model models/mdt_mini_pretrain_merged   # score any model
+    python benchmarks/mdt_mini_finetune.py score --model DIR --flip      # the same with the flip test
+    python benchmarks/mdt_mini_finetune.py soup --run outputs/mdt_mini/pretrain8 --steps 6800 7200 --out DIR
     python benchmarks/mdt_mini_finetune.py export-start --model outputs/mdt_mini/pretrain6/final   # the arms' start
     python benchmarks/mdt_mini_finetune.py table                            # -> docs/mdt_mini.md table block
     python benchmarks/mdt_mini_finetune.py rank                             # the default model's selection
@@ -70,12 +72,41 @@ def _val_sets(model_dir: Path, datasets: Sequence[str] | None = None, cache_dir:
     return cfg, build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)
 
 
-def predict_head(model: Any, vset: Any, head: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def soup(run: Path, steps: Sequence[int], out: Path) -> Path:
+    """The mean of a run's checkpoint weights at `steps` (a "model soup" / SWA-style average along one trajectory)
+    -> `out`, a model folder with the run's final config and processor. The model has no BatchNorm in its heatmap
+    path (LayerNorm ViT, simple heads), so averaged weights need no statistics pass."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folders = [run / "checkpoints" / f"step_{step}" for step in steps]
+    missing = [str(f) for f in folders if not (f / "model.safetensors").is_file()]
+    if missing or not folders:
+        raise SystemExit(f"soup: no model.safetensors in {', '.join(missing) or 'an empty step list'}")
+    total: dict[str, torch.Tensor] = {}
+    for folder in folders:
+        for key, value in load_file(str(folder / "model.safetensors")).items():
+            total[key] = total.get(key, 0) + value.double()
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(run / "final", partial)
+    save_file({k: (v / len(folders)).float().contiguous() for k, v in total.items()},
+              str(partial / "model.safetensors"), metadata={"format": "pt"})
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return out
+
+
+def predict_head(model: Any, vset: Any, head: str, batch_size: int, flip: bool = False,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Head `head` (through its own expert) on every crop of a validation view: predictions [N, K_head, 2] in crop
-    pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3] (decoded with the model's codec)."""
+    pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3] (decoded with the model's codec; `flip`:
+    the flip test)."""
     from posebh_hf.training.validation import predict_crops
 
-    return predict_crops(model.eval(), vset, head, batch_size)
+    return predict_crops(model.eval(), vset, head, batch_size, flip=flip)
 
 
 def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[str, float]]:
@@ -92,7 +123,7 @@ def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[st
         shared = [n for n in head_skel.keypoint_names if n in vset.skeleton.keypoint_names]
         h_idx = [head_skel.keypoint_names.index(n) for n in shared]
         v_idx = [vset.skeleton.keypoint_names.index(n) for n in shared]
-        pred, conf, gt = predict_head(model, vset, head, cfg.eval.batch_size)
+        pred, conf, gt = predict_head(model, vset, head, cfg.eval.batch_size, cfg.eval.flip_test)
         # OKS on the shared joints uses the head skeleton's sigmas for them (COCO's for the coco head)
         shared_skel = Skeleton(name=f"{head}-shared", keypoint_names=tuple(shared),
                                sigmas=tuple(head_skel.oks_sigmas()[h_idx].tolist()))
@@ -102,8 +133,9 @@ def cross_scores(model: Any, cfg: Any, sets: Sequence[Any]) -> dict[str, dict[st
     return out
 
 
-def score_model(model_dir: Path) -> dict[str, dict[str, float]]:
-    """Own-head val metrics per dataset and the two cross-skeleton measures of a saved model folder."""
+def score_model(model_dir: Path, flip: bool = False) -> dict[str, dict[str, float]]:
+    """Own-head val metrics per dataset and the two cross-skeleton measures of a saved model folder (`flip`: with
+    the flip test, the paper's test protocol; the study's tables are without it)."""
     import torch
 
     from posebh_hf.modeling import PoseBHForPoseEstimation
@@ -111,6 +143,7 @@ def score_model(model_dir: Path) -> dict[str, dict[str, float]]:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     cfg, sets = _val_sets(model_dir)
+    cfg.eval.flip_test = flip
     model = PoseBHForPoseEstimation.from_pretrained(model_dir).eval()
     metrics = parse_metrics(validate(model, sets, cfg.eval))
     metrics.update(cross_scores(model, cfg, sets))
@@ -336,7 +369,9 @@ def export_default(run: Path, out: Path = APP_MODEL) -> Path:
     model = PoseBHForPoseEstimation.from_pretrained(data["final_model"])
     cfg = model.config
     cfg.draw_threshold = pick_draw_threshold(draw_rows)  # scores of a weak model stay low: measured on lspe val
-    data = {**data, "draw_rows": draw_rows}
+    flip_file = run / "result_flip.json"  # `score --flip --save-as`: the same val sets with the flip test
+    flip_metrics = json.loads(flip_file.read_text())["metrics"] if flip_file.is_file() else None
+    data = {**data, "draw_rows": draw_rows, "flip_metrics": flip_metrics}
     rename_datasets(cfg, RENAME)
     cfg.default_skeletons = ["lspe", "coco"]  # the two human heads; lspe is the stronger one (8k people)
     height, width = (int(v) for v in cfg.backbone_config.image_size)
@@ -406,8 +441,8 @@ def export_start(model_dir: Path, out: Path = START_MODEL) -> Path:
     return write_folder_atomically(out, write, overwrite=True)
 
 
-MERGED_STAGES = ("pretrain3", "pretrain4", "pretrain5", "pretrain6", "pretrain7")
-STAGE_NOTES = {"pretrain7": ", peak lr 2.5e-4"}  # overrides beyond model.init / output_dir / schedule length
+MERGED_STAGES = ("pretrain3", "pretrain4", "pretrain5", "pretrain6", "pretrain7", "pretrain8")
+STAGE_NOTES = {"pretrain7": ", peak lr 2.5e-4", "pretrain8": ", lspe sampled 6 : 1 instead of 4 : 1"}  # overrides beyond model.init / output_dir / schedule length
 # how the default model is picked among the pretraining runs and the arms (docs/mdt_mini.md, section 4): its job is
 # people, so the two human measures on the 392 lspe val people, not the five-head mean (splits of 15-54 instances)
 SELECTION = ("the best model of the study on people by val: mean of the lspe head's PCK@0.2 and the coco head's on "
@@ -474,6 +509,10 @@ def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, c
         rows.append({"head": RENAME.get(head, head), "crops": f"{crops} ({int(m.get('joints', 0))} shared joints)",
                      "pck": f"{100 * m.get('pck', float('nan')):.1f}", "ap": f"{100 * m.get('ap', float('nan')):.1f}"})
     training = training_text(data)
+    flip = data.get("flip_metrics") or {}
+    flip_note = (f"lspe head {100 * flip['lspe']['pck']:.1f} PCK@0.2 on lspe val, the coco head on the lspe crops "
+                 f"{100 * flip['coco_mini@lspe']['pck']:.1f}, on coco_mini {100 * flip['coco_mini']['pck']:.1f}"
+                 if {"lspe", "coco_mini@lspe", "coco_mini"} <= set(flip) else "")
     # every export descends from the merged pretraining (the pretraining runs and the arms fine-tuned from START)
     coco_note = ("The coco head learnt its 12 limb joints from LSPe people too (mapped by name), but its face "
                  "keypoints from 117 people only.")
@@ -495,7 +534,7 @@ def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, c
               "num_parameters": f"{params / 1e6:.2f} M", "file_mb": f"{(folder / 'model.safetensors').stat().st_size / 1e6:.1f}",
               "image_width": width, "image_height": height, "heatmap_width": width // 4,
               "heatmap_height": height // 4, "training": training, "heads": heads, "metric_rows": rows,
-              "limits": limits, "draw_threshold": cfg.draw_threshold, "draw_precision": f"{100 * DRAW_PRECISION:.0f}",
+              "limits": limits, "flip_note": flip_note, "draw_threshold": cfg.draw_threshold, "draw_precision": f"{100 * DRAW_PRECISION:.0f}",
               "draw_rows": [{"t": f"{t:.2f}", "shown": f"{100 * shown:.0f}", "precision": f"{100 * precision:.1f}"}
                             for t, shown, precision in data.get("draw_rows", [])],
               "extra_parts": (", a keypoint-embedding head and keypoint prototypes "
@@ -578,6 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("score", help="score a model folder (own heads + cross-skeleton), JSON on stdout")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--save-as", help="also store it as <runs>/<name>/result.json (e.g. pretrain)")
+    p.add_argument("--flip", action="store_true",
+                   help="with the flip test (the paper's protocol); --save-as then writes result_flip.json")
     sub.add_parser("table", help="write the fine-tuning and transfer tables into docs/mdt_mini.md")
     sub.add_parser("rank", help="every scored run by the default model's selection score (human_score)")
     p = sub.add_parser("transfer", help="one transfer run to dlc_reaching")
@@ -587,6 +628,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="run folder (default: the transfer table's)")
     p.add_argument("overrides", nargs="*")
+    p = sub.add_parser("soup", help="average a run's checkpoints at --steps into a model folder --out")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--steps", type=int, nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("export-start", help="the last pretraining run -> models/mdt_mini_pretrain_merged (fp16)")
     p.add_argument("--model", type=Path, required=True)
     p = sub.add_parser("export-default", help="a run's final model -> app/default_model (fp16, card)")
@@ -596,12 +641,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(run_arm(args.arm, args.seed, args.overrides)["metrics"], indent=1))
     elif args.cmd == "score":
         t0 = time.perf_counter()
-        metrics = score_model(args.model)
+        metrics = score_model(args.model, args.flip)
         if args.save_as:
             steps, train_s = run_length(args.model.parent / "metrics.jsonl")
             data = {"variant": args.save_as, "seed": 0, "metrics": metrics, "train_s": train_s, "steps": steps,
                     "total_s": time.perf_counter() - t0, "machine": machine(), "final_model": str(args.model)}
-            _write_atomic(RUNS / args.save_as / "result.json", json.dumps(data, indent=1))
+            name = "result_flip.json" if args.flip else "result.json"  # the tables and `rank` read result.json
+            _write_atomic(RUNS / args.save_as / name, json.dumps({**data, "flip_test": args.flip}, indent=1))
         print(json.dumps(metrics, indent=1))
     elif args.cmd == "table":
         tables = {(BEGIN, END): render_table(load_results()), (T_BEGIN, T_END): render_transfer()}
@@ -624,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{spread['dims']:.0f}; largest |cos| to an lspe prototype {spread['max_abs_cos']:.2f} (mean over "
               f"pixels); share of the mean direction in the 3 directions the lspe prototypes cover least "
               f"{spread['least_covered']:.2f}")
+    elif args.cmd == "soup":
+        print(soup(args.run, args.steps, args.out))
     elif args.cmd == "export-start":
         print(export_start(args.model))
     elif args.cmd == "export-default":

@@ -277,3 +277,89 @@ def test_least_covered_share_finds_the_direction_no_prototype_covers() -> None:
     uncovered[7] = 1.0
     assert finetune.least_covered_share(uncovered, prototypes, count=1) == pytest.approx(1.0, abs=1e-5)
     assert finetune.least_covered_share(prototypes[0], prototypes, count=1) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_soup_is_the_mean_of_the_checkpoint_weights_in_a_loadable_folder(tmp_path: Path) -> None:
+    """`soup`: the run's final folder with model.safetensors replaced by the mean over the chosen checkpoints."""
+    import torch
+    from conftest import save_tiny_model
+    from safetensors.torch import load_file, save_file
+
+    from posebh_hf import PoseBHForPoseEstimation
+
+    finetune = _load_finetune()
+    run = tmp_path / "run"
+    save_tiny_model(run / "final")
+    weights = load_file(str(run / "final" / "model.safetensors"))
+    for step, scale in ((400, 1.0), (800, 3.0)):
+        (run / "checkpoints" / f"step_{step}").mkdir(parents=True)
+        save_file({k: v * scale for k, v in weights.items()},
+                  str(run / "checkpoints" / f"step_{step}" / "model.safetensors"))
+    out = finetune.soup(run, [400, 800], tmp_path / "soup")
+    mean = load_file(str(out / "model.safetensors"))
+    key = next(k for k, v in weights.items() if v.is_floating_point() and v.abs().sum() > 0)
+    assert torch.allclose(mean[key], 2.0 * weights[key])
+    PoseBHForPoseEstimation.from_pretrained(out)  # the final folder's config fits the averaged weights
+    with pytest.raises(SystemExit, match="step_1200"):
+        finetune.soup(run, [400, 1200], tmp_path / "soup2")
+
+
+def _load_ceiling():
+    """benchmarks/transfer_ceiling.py as a module (it imports mdt_mini_finetune from the benchmarks folder)."""
+    spec = importlib.util.spec_from_file_location("transfer_ceiling", REPO / "benchmarks" / "transfer_ceiling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_transfer_ceiling_finds_keypoints_a_distinct_embedding_marks_and_not_on_a_flat_one() -> None:
+    """Each keypoint's pixel carries its own direction on a noisy background: class means and fitted prototypes
+    find every keypoint (argmax geometry: column = x / stride); on a collapsed map (one direction everywhere) they
+    cannot, since every pixel ties."""
+    import torch
+
+    ceiling = _load_ceiling()
+    rng = np.random.default_rng(0)
+    n, k, d, h, w = 6, 3, 16, 12, 9
+    stride = np.array([4.0, 4.0])
+    truth = np.zeros((n, k, 3))
+    truth[..., 0] = rng.integers(0, w, (n, k)) * 4.0
+    truth[..., 1] = rng.integers(0, h, (n, k)) * 4.0
+    truth[..., 2] = 1.0
+    emb = torch.randn(n, d, h, w, generator=torch.Generator().manual_seed(0)) * 0.3
+    emb[:, :k] = 0.0  # the background avoids the keypoints' own directions
+    for i in range(n):
+        for j in range(k):
+            emb[i, :, int(truth[i, j, 1] / 4), int(truth[i, j, 0] / 4)] = torch.eye(d)[j] * 5.0
+    unit = torch.nn.functional.normalize(emb, dim=1)
+    for protos in (ceiling.class_mean_prototypes(unit, truth, stride), ceiling.fit_prototypes(unit, truth, stride)):
+        pred = ceiling.argmax_keypoints(ceiling.unit_similarity(unit, protos), stride)
+        np.testing.assert_allclose(pred, truth[..., :2])
+    flat = torch.nn.functional.normalize(torch.ones(n, d, h, w), dim=1)
+    pred = ceiling.argmax_keypoints(ceiling.unit_similarity(flat, ceiling.class_mean_prototypes(flat, truth, stride)),
+                                    stride)
+    assert np.all(pred == 0.0)  # ties: the first pixel everywhere
+    assert ceiling.keypoint_pixels(np.array([[[-9.0, 99.0, 1.0]]]), (h, w), stride).tolist() == [[[0, h - 1]]]
+
+
+def test_default_card_gives_the_flip_test_numbers_when_they_were_measured(tmp_path: Path) -> None:
+    """`export-default` reads `result_flip.json` beside a run's result: the card then gives the flip-test numbers
+    (the protocol predict and the demo use) after the no-flip table, and says nothing of them otherwise."""
+    from conftest import save_tiny_model
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from posebh_hf import PoseBHConfig
+
+    finetune = _load_finetune()
+    skeletons = {"lspe": {"name": "lspe", "keypoints": ["a", "b"]}, "coco": {"name": "coco", "keypoints": ["c"]}}
+    folder = save_tiny_model(tmp_path / "m", dataset_names=["lspe", "coco"], skeletons=skeletons)
+    cfg = PoseBHConfig.from_pretrained(folder)
+    metrics = {d: {"pck": 0.5, "ap": 0.1} for d in finetune.DATASETS}
+    metrics.update({"coco_mini@lspe": {"pck": 0.4, "ap": 0.0, "joints": 12.0},
+                    "lspe@coco_mini": {"pck": 0.3, "ap": 0.0, "joints": 12.0}})
+    data = {"variant": finetune.MERGED_STAGES[-1], "seed": 0, "metrics": metrics, "steps": 100, "train_s": 60.0}
+    plain = finetune.render_card(cfg, data, folder, ModelCard, ModelCardData)
+    assert "With the flip test" not in plain
+    flip = {"lspe": {"pck": 0.614}, "coco_mini@lspe": {"pck": 0.54}, "coco_mini": {"pck": 0.578}}
+    card = finetune.render_card(cfg, {**data, "flip_metrics": flip}, folder, ModelCard, ModelCardData)
+    assert "With the flip test" in card and "lspe head 61.4 PCK@0.2" in card and "lspe crops 54.0" in card

@@ -200,3 +200,16 @@ def test_resume_refuses_a_checkpoint_it_cannot_fully_read(crops: Path, cache: Pa
         assert resumed.step == 6
         err = capsys.readouterr().err
         assert "resuming with freshly seeded generators" in err and "planted code ran" not in err
+
+
+def test_flip_test_validation_runs_in_training_and_the_card_names_it(crops: Path, cache: Path,
+                                                                     tmp_path: Path) -> None:
+    """`eval.flip_test=true`: the end-of-run validation flips (coco_mini has flip pairs), and the final card's
+    results say which protocol they come from."""
+    out = tmp_path / "flip"
+    result = _run(tiny_overrides(crops, cache, out, "mode=multihead", "schedule.epochs=1", "schedule.heads_thaw_epoch=0",
+                                 "schedule.backbone_thaw_epoch=0", "eval.flip_test=true",
+                                 "eval.max_samples=4", "checkpoint.every_steps=null"))
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["type"] == "eval" and "val/coco_mini/pck" in r for r in evals)
+    assert "val (GT-box crops, flip test)" in (result.final_model / "README.md").read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -147,3 +149,21 @@ def test_lr_schedule_warmup_and_step_decay() -> None:
     restored = LRSchedule.from_config(ScheduleConfig(epochs=100), steps_per_epoch=100)
     restored.load_state_dict(lr.state_dict())
     assert restored.last_step == 9000
+
+
+def test_a_schedule_with_an_epoch_where_nothing_learns_is_refused_at_load() -> None:
+    """multihead with the heads and backbone thawing late: epoch 0 has nothing to backpropagate. One ConfigError
+    naming the epochs and the keys, at load (was an autograd error at the first step); a max_steps that ends the run
+    before such epochs is accepted."""
+    from posebh_hf.training import load_train_config
+
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    late = ["mode=multihead", "schedule.epochs=4", "schedule.steps_per_epoch=2", "schedule.heads_thaw_epoch=1",
+            "schedule.backbone_thaw_epoch=2"]
+    with pytest.raises(ConfigError, match=r"nothing learns by gradient in epochs 0-0 .*schedule.heads_thaw_epoch"):
+        load_train_config(smoke, late)
+    never = ["mode=posebh", "schedule.epochs=4", "schedule.steps_per_epoch=2", "schedule.embedding_freeze_epoch=2",
+             "schedule.heads_thaw_epoch=never", "schedule.backbone_thaw_epoch=never"]
+    with pytest.raises(ConfigError, match="epochs 2-3"):
+        load_train_config(smoke, never)
+    assert load_train_config(smoke, [*never, "max_steps=4"]).max_steps == 4

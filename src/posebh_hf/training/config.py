@@ -356,6 +356,8 @@ class EvalConfig:
         batch_size: crops per forward pass.
         max_samples: cap on instances per dataset (null = all).
         pck_threshold: PCK threshold as a fraction of the box size max(w, h) (0.2; logged with OKS AP).
+        flip_test: also run every crop mirrored and average the flipped-back heatmaps (the paper's test protocol,
+            spec §6.2; skeletons whose flip test does not apply are never flipped). Off: twice as cheap.
     """
 
     every_epochs: int | None = 10
@@ -364,6 +366,7 @@ class EvalConfig:
     batch_size: int = 32
     max_samples: int | None = None
     pck_threshold: float = 0.2
+    flip_test: bool = False
 
     def __post_init__(self) -> None:
         _require(self.every_epochs is None or self.every_epochs >= 0, "eval.every_epochs", ">= 0 or null",
@@ -487,6 +490,22 @@ class TrainConfig:
         if self.mode == "transfer" and len(self.data.datasets) != 1:
             raise ConfigError(f"mode 'transfer' trains one new skeleton: data.datasets must have exactly one "
                               f"entry, got {len(self.data.datasets)}")
+        self._check_every_stage_learns()
+
+    def _check_every_stage_learns(self) -> None:
+        """Refuse a schedule with epochs where backbone, heads and embedding head are all frozen (within the run's
+        length: `max_steps` cuts it short when the epoch length is known)."""
+        from .schedule import StageSchedule  # schedule.py imports this module
+
+        sched = self.schedule
+        epochs = sched.epochs
+        if self.max_steps is not None and sched.steps_per_epoch:
+            epochs = min(epochs, -(-self.max_steps // sched.steps_per_epoch))
+        idle = StageSchedule.from_config(sched, self.mode).idle_epochs(epochs)
+        if idle is not None:
+            raise ConfigError(f"schedule: in mode {self.mode!r} nothing learns by gradient in epochs {idle[0]}-{idle[1]} "
+                              f"(backbone, heads and embedding head all frozen); move schedule.heads_thaw_epoch, "
+                              f"schedule.backbone_thaw_epoch or schedule.embedding_freeze_epoch (or schedule.events)")
 
     @property
     def dataset_names(self) -> list[str]:

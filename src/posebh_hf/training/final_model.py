@@ -53,7 +53,8 @@ def write_model_repo(trainer: Trainer, folder: Path, state_dict: dict[str, torch
         default_decoding="udp" if aug.use_udp else "default")
     measured = []
     if trainer.evaluations:
-        measured = [ResultRow(key.split("/")[1], "val (GT-box crops)", key.split("/")[2], f"{value:.4f}")
+        split = "val (GT-box crops, flip test)" if trainer.cfg.eval.flip_test else "val (GT-box crops)"
+        measured = [ResultRow(key.split("/")[1], split, key.split("/")[2], f"{value:.4f}")
                     for key, value in trainer.evaluations[-1].items() if key.count("/") == 2]
     card = render_model_card(trainer.unwrapped.config, repo_id=trainer.cfg.repo_id, measured_results=measured,
                              measured_source=f"posebh_hf scripts/train.py, step {trainer.state.step}",

@@ -177,6 +177,16 @@ class StageSchedule:
         epochs |= {e for e in (self.cps_start, self.css_start) if e is not None}
         return sorted(epochs)
 
+    def idle_epochs(self, epochs: int) -> tuple[int, int] | None:
+        """The first range of epochs (first, last) in [0, epochs) where no part learns by gradient (backbone,
+        heads and embedding head all frozen): a step there has nothing to backpropagate. None when there is none."""
+        starts = sorted({0, *[b for b in self.boundaries() if 0 < b < epochs]})
+        for i, start in enumerate(starts):
+            f = self.flags(start)
+            if not (f.train_backbone or f.train_heads or f.train_embedding):
+                return start, (starts[i + 1] - 1 if i + 1 < len(starts) else epochs - 1)
+        return None
+
     def describe(self, epochs: int) -> str:
         """One line per distinct stage, e.g. for the start-up log."""
         starts = sorted({0, *[b for b in self.boundaries() if 0 < b < epochs]})

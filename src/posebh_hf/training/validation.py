@@ -9,6 +9,10 @@ transformed ground truth in crop pixels, so no image-space projection is needed:
   `keypoint_pck_accuracy`, mean over keypoints);
 - ``epe``: mean end-point error in crop pixels;
 - ``ap``: COCO OKS AP (pycocotools, the skeleton's sigmas or 0.05, scale 0.53 w h of that box).
+With ``eval.flip_test`` (the paper's test protocol, spec §6.2) each crop is also run mirrored and the head's heatmaps
+are flipped back with its skeleton's flip pairs and averaged before decoding, as `PoseBHPipeline` does; a skeleton
+whose flip test does not apply (`Skeleton.allows_flip`) is never flipped. Off by default: the in-run validation is
+twice as cheap without it, and every number of the mdt_mini study that does not say "flip" was taken without it.
 Processes split the instances and gather the results; the model is evaluated unwrapped, in eval mode.
 """
 
@@ -117,14 +121,28 @@ def head_codec(model: nn.Module, head: str, vset: ValidationSet) -> HeatmapCodec
     return codec
 
 
+def _head_heatmaps(model: nn.Module, pixels: torch.Tensor, head: str, codec: HeatmapCodec,
+                   flip_indices: Sequence[int] | None) -> torch.Tensor:
+    """Head `head` on crops [B, 3, H_in, W_in] -> fp32 heatmaps [B, K_head, H, W]; with `flip_indices`, averaged
+    with the flipped-back heatmaps of the mirrored crops (the codec owns the flip-back geometry)."""
+    heat = model(pixels, dataset_index=head, heads=[head]).heatmaps[head].float()
+    if flip_indices is None:
+        return heat
+    mirrored = model(pixels.flip(-1), dataset_index=head, heads=[head]).heatmaps[head].float()
+    return (heat + codec.flip_back_torch(mirrored, flip_indices)) * 0.5
+
+
 @torch.no_grad()
 def predict_crops(model: nn.Module, vset: ValidationSet, head: str | None = None, batch_size: int = 32,
-                  indices: Sequence[int] | None = None, device: torch.device | None = None,
+                  indices: Sequence[int] | None = None, device: torch.device | None = None, flip: bool = False,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Head `head` (default: the set's own; through its own expert) on the set's crops: predictions [N, K_head, 2]
-    in crop pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3]."""
+    in crop pixels, scores [N, K_head] and the view's ground truth [N, K_view, 3]. `flip`: the flip test, where the
+    head's skeleton allows it."""
     head = head or vset.name
     codec = head_codec(model, head, vset)
+    head_skeleton = model.config.get_skeleton(head)
+    flip_indices = head_skeleton.flip_indices if flip and head_skeleton.allows_flip else None
     device = device or next(model.parameters()).device
     k_view, k_head = vset.skeleton.num_keypoints, len(model.config.skeletons[head]["keypoints"])
     preds, scores, gts = [np.zeros((0, k_head, 2))], [np.zeros((0, k_head))], [np.zeros((0, k_view, 3))]
@@ -133,8 +151,8 @@ def predict_crops(model: nn.Module, vset: ValidationSet, head: str | None = None
     loader = DataLoader(subset, batch_size=batch_size, collate_fn=PoseCollator(k_view),
                         generator=torch.Generator().manual_seed(0))
     for batch in loader:
-        out = model(batch["pixel_values"].to(device), dataset_index=head, heads=[head])
-        coords, conf = codec.decode(out.heatmaps[head].float().cpu().numpy())
+        heat = _head_heatmaps(model, batch["pixel_values"].to(device), head, codec, flip_indices)
+        coords, conf = codec.decode(heat.cpu().numpy())
         preds.append(coords * vset.stride[None, None, :])
         scores.append(conf)
         gts.append(batch["keypoints"].numpy()[:, :k_view])
@@ -180,7 +198,8 @@ def validate(model: nn.Module, sets: Sequence[ValidationSet], config: EvalConfig
     try:
         for vset in sets:
             indices = _shard(len(vset.view), rank, world_size)
-            pred, score, gt = predict_crops(model, vset, batch_size=config.batch_size, indices=indices, device=device)
+            pred, score, gt = predict_crops(model, vset, batch_size=config.batch_size, indices=indices, device=device,
+                                            flip=config.flip_test)
             if world_size > 1 and gather is not None:
                 parts = gather([(indices, pred, score, gt)])
                 pred, score, gt = _merge(parts, len(vset.view))
