@@ -60,16 +60,23 @@ def _val_config(model_dir: Path, config: Path = CONFIGS / "finetune_multihead.ya
     return load_train_config(config, [f"model.init={model_dir}"])
 
 
-def _val_sets(model_dir: Path, datasets: Sequence[str] | None = None, cache_dir: Path | None = None,
-              ) -> tuple[Any, list[Any]]:
-    """(validation config, `ValidationSet`s of `datasets` (default: all five), in config order) for a model folder."""
+def config_val_sets(cfg: Any, cache_dir: Path, specs: Sequence[Any] | None = None) -> list[Any]:
+    """`ValidationSet`s of a training config's datasets (`specs`, default: all), their `val` files read through
+    `cache_dir`."""
     from posebh_hf.training.train_data import load_source
     from posebh_hf.training.validation import build_validation_sets
 
+    specs = cfg.data.datasets if specs is None else specs
+    sources = [load_source(spec, "val", Path(cache_dir)) for spec in specs]
+    return build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)
+
+
+def _val_sets(model_dir: Path, datasets: Sequence[str] | None = None, cache_dir: Path | None = None,
+              ) -> tuple[Any, list[Any]]:
+    """(validation config, `ValidationSet`s of `datasets` (default: all five), in config order) for a model folder."""
     cfg = _val_config(model_dir)
     specs = [spec for spec in cfg.data.datasets if datasets is None or spec.name in datasets]
-    sources = [load_source(spec, "val", Path(cache_dir or cfg.data.cache_dir)) for spec in specs]
-    return cfg, build_validation_sets(specs, sources, cfg.data.augment, cfg.eval)
+    return cfg, config_val_sets(cfg, Path(cache_dir or cfg.data.cache_dir), specs)
 
 
 def soup(run: Path, steps: Sequence[int], out: Path) -> Path:
@@ -81,6 +88,8 @@ def soup(run: Path, steps: Sequence[int], out: Path) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from posebh_hf.atomic_files import write_folder_atomically
+
     folders = [run / "checkpoints" / f"step_{step}" for step in steps]
     missing = [str(f) for f in folders if not (f / "model.safetensors").is_file()]
     if missing or not folders:
@@ -89,14 +98,13 @@ def soup(run: Path, steps: Sequence[int], out: Path) -> Path:
     for folder in folders:
         for key, value in load_file(str(folder / "model.safetensors")).items():
             total[key] = total.get(key, 0) + value.double()
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(run / "final", partial)
-    save_file({k: (v / len(folders)).float().contiguous() for k, v in total.items()},
-              str(partial / "model.safetensors"), metadata={"format": "pt"})
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
-    return out
+
+    def write(folder: Path) -> None:
+        shutil.copytree(run / "final", folder, dirs_exist_ok=True)
+        save_file({k: (v / len(folders)).float().contiguous() for k, v in total.items()},
+                  str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    return write_folder_atomically(out, write, overwrite=True)
 
 
 def predict_head(model: Any, vset: Any, head: str, batch_size: int, flip: bool = False,
@@ -563,8 +571,7 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str], 
     from posebh_hf.hub import attach_prototype_pack
     from posebh_hf.modeling import PoseBHForPoseEstimation
     from posebh_hf.training import Trainer, load_train_config
-    from posebh_hf.training.train_data import load_source
-    from posebh_hf.training.validation import build_validation_sets, score_predictions, validate
+    from posebh_hf.training.validation import score_predictions, validate
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     out = out or RUNS / "transfer" / f"{tag}_k{k}_s{seed}"
@@ -575,8 +582,7 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str], 
                              f"data.datasets.0.train={train_json}", f"data.datasets.0.images={TRANSFER}", *overrides])
     t0 = time.perf_counter()
     result = Trainer(cfg).train()
-    sources = [load_source(spec, "val", Path(cfg.data.cache_dir or out / "data_cache")) for spec in cfg.data.datasets]
-    sets = build_validation_sets(cfg.data.datasets, sources, cfg.data.augment, cfg.eval)
+    sets = config_val_sets(cfg, Path(cfg.data.cache_dir or out / "data_cache"))
     head = parse_metrics(validate(PoseBHForPoseEstimation.from_pretrained(result.final_model), sets, cfg.eval))
     # prototypes alone: the exported pack attached to the base model, decoded from its prototype heatmaps
     model = PoseBHForPoseEstimation.from_pretrained(base).eval()

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mdt_mini_finetune import CONFIGS, TRANSFER, _subset_json  # noqa: E402
+from mdt_mini_finetune import CONFIGS, TRANSFER, _subset_json, config_val_sets  # noqa: E402
 
 LOGIT_SCALE = 20.0  # |cos| in [0, 1] -> logits; larger scales fit the k frames faster and generalise the same here
 FIT_STEPS, FIT_LR = 300, 0.05
@@ -93,14 +93,11 @@ def frames(model, json_file: Path, cache: Path):
 
     from posebh_hf.data.collate import PoseCollator
     from posebh_hf.training import load_train_config
-    from posebh_hf.training.train_data import load_source
-    from posebh_hf.training.validation import build_validation_sets
 
     cfg = load_train_config(CONFIGS / "transfer_reaching.yaml",
                             [f"data.datasets.0.val={json_file}", f"data.datasets.0.images={TRANSFER}",
                              f"data.cache_dir={cache}"])
-    spec = cfg.data.datasets[0]
-    vset = build_validation_sets([spec], [load_source(spec, "val", cache)], cfg.data.augment, cfg.eval)[0]
+    vset = config_val_sets(cfg, cache)[0]
     embeddings, truth = [], []
     loader = DataLoader(vset.view, batch_size=8, collate_fn=PoseCollator(vset.skeleton.num_keypoints))
     with torch.no_grad():

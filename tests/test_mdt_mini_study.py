@@ -144,12 +144,16 @@ def test_comparison_text_names_datasets_above_and_not_above_the_constant() -> No
     assert text == "At 1500 steps the study models of this variant are above the constant on a and **not above it** on b."
 
 
+def _load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (the benchmarks folder is on sys.path: mdt_mini_study is loaded above)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _load_finetune():
-    """benchmarks/mdt_mini_finetune.py as a module (it imports mdt_mini_study, loaded above)."""
-    spec = importlib.util.spec_from_file_location("mdt_mini_finetune", REPO / "benchmarks" / "mdt_mini_finetune.py")
-    finetune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(finetune)
-    return finetune
+    return _load_benchmark("mdt_mini_finetune")
 
 
 def test_exporting_renames_every_per_skeleton_field() -> None:
@@ -304,21 +308,13 @@ def test_soup_is_the_mean_of_the_checkpoint_weights_in_a_loadable_folder(tmp_pat
         finetune.soup(run, [400, 1200], tmp_path / "soup2")
 
 
-def _load_ceiling():
-    """benchmarks/transfer_ceiling.py as a module (it imports mdt_mini_finetune from the benchmarks folder)."""
-    spec = importlib.util.spec_from_file_location("transfer_ceiling", REPO / "benchmarks" / "transfer_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_transfer_ceiling_finds_keypoints_a_distinct_embedding_marks_and_not_on_a_flat_one() -> None:
     """Each keypoint's pixel carries its own direction on a noisy background: class means and fitted prototypes
     find every keypoint (argmax geometry: column = x / stride); on a collapsed map (one direction everywhere) they
     cannot, since every pixel ties."""
     import torch
 
-    ceiling = _load_ceiling()
+    ceiling = _load_benchmark("transfer_ceiling")
     rng = np.random.default_rng(0)
     n, k, d, h, w = 6, 3, 16, 12, 9
     stride = np.array([4.0, 4.0])

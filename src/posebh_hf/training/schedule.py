@@ -177,23 +177,24 @@ class StageSchedule:
         epochs |= {e for e in (self.cps_start, self.css_start) if e is not None}
         return sorted(epochs)
 
+    def stage_ranges(self, epochs: int) -> list[tuple[int, int, StageFlags]]:
+        """(first epoch, last epoch, flags) of every run of epochs in [0, epochs) between flag boundaries."""
+        starts = sorted({0, *[b for b in self.boundaries() if 0 < b < epochs]})
+        stops = [s - 1 for s in starts[1:]] + [epochs - 1]
+        return [(start, stop, self.flags(start)) for start, stop in zip(starts, stops, strict=True)]
+
     def idle_epochs(self, epochs: int) -> tuple[int, int] | None:
         """The first range of epochs (first, last) in [0, epochs) where no part learns by gradient (backbone,
         heads and embedding head all frozen): a step there has nothing to backpropagate. None when there is none."""
-        starts = sorted({0, *[b for b in self.boundaries() if 0 < b < epochs]})
-        for i, start in enumerate(starts):
-            f = self.flags(start)
+        for start, stop, f in self.stage_ranges(epochs):
             if not (f.train_backbone or f.train_heads or f.train_embedding):
-                return start, (starts[i + 1] - 1 if i + 1 < len(starts) else epochs - 1)
+                return start, stop
         return None
 
     def describe(self, epochs: int) -> str:
         """One line per distinct stage, e.g. for the start-up log."""
-        starts = sorted({0, *[b for b in self.boundaries() if 0 < b < epochs]})
         lines = []
-        for i, start in enumerate(starts):
-            stop = starts[i + 1] - 1 if i + 1 < len(starts) else epochs - 1
-            f = self.flags(start)
+        for start, stop, f in self.stage_ranges(epochs):
             parts = [name for name, on in (("backbone", f.train_backbone), ("heads", f.train_heads),
                                            ("embedding", f.train_embedding), ("prototypes", f.update_prototypes),
                                            ("cps", f.cps), ("css", f.css)) if on]
