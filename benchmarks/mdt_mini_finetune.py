@@ -45,8 +45,14 @@ START = "pretrain6"  # the pretraining run START_MODEL is the fp16 copy of (its 
 DOC = ROOT / "docs" / "mdt_mini.md"
 TRANSFER = ROOT.parent / "shared" / "data" / "transfer" / "dlc_reaching" / "crops"
 ARMS = ("multihead", "posebh", "merged")
+# (d) with the linear embedding head (D = 192) and no prototype-heatmap loss: the transfer base of docs/mdt_mini.md
+# section 3 (seventh session); an arm = a config + overrides
+ARM_VARIANTS = {"posebh_linear": ("posebh", ("model.config_overrides={embedding_head_type: linear, embed_dim: 192}",
+                                             "losses.phm=0.0"))}
+TRANSFER_TAGS = (*ARMS, *ARM_VARIANTS)
 LABELS = {START: "pretrained multi-head, 35,600 steps (start of every arm)", "multihead": "(b) multi-head fine-tuning",
-          "posebh": "(d) PoseBH (3 stages)", "merged": "(m) dataset merging by keypoint name"}
+          "posebh": "(d) PoseBH (3 stages)", "merged": "(m) dataset merging by keypoint name",
+          "posebh_linear": "(d) linear: (d) with the linear embedding head (D = 192), no phm loss"}
 DATASETS = ("lspe", "coco_mini", "bee", "mirror_mouse", "dlc_openfield")
 CROSS = (("coco_mini", "lspe"), ("lspe", "coco_mini"))  # (head, val crops of)
 BEGIN, END = "<!-- finetune-table:begin -->", "<!-- finetune-table:end -->"
@@ -290,7 +296,8 @@ def run_arm(arm: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     out = RUNS / f"{arm}_s{seed}"
-    cfg = load_train_config(CONFIGS / f"finetune_{arm}.yaml", [f"seed={seed}", f"output_dir={out}", *overrides])
+    stem, fixed = ARM_VARIANTS.get(arm, (arm, ()))
+    cfg = load_train_config(CONFIGS / f"finetune_{stem}.yaml", [*fixed, f"seed={seed}", f"output_dir={out}", *overrides])
     t0 = time.perf_counter()
     result = Trainer(cfg).train()
     train_s = time.perf_counter() - t0
@@ -325,7 +332,7 @@ def render_table(results: Sequence[dict[str, Any]]) -> str:
     cols = [*DATASETS, "coco_mini@lspe", "lspe@coco_mini"]
     lines = ["| arm | seeds | " + " | ".join(f"{c} PCK / AP" for c in cols) + " | mean PCK (5 heads) | wall min/run |",
              "|---|---|" + "---|" * (len(cols) + 2)]
-    for arm in (START, *ARMS):
+    for arm in (START, *ARMS, *ARM_VARIANTS):
         runs = [r for r in results if r["variant"] == arm]
         if not runs:
             continue
@@ -472,7 +479,7 @@ def render_ranking(results: Sequence[dict[str, Any]]) -> str:
     lines = ["| run | lspe | coco head on lspe crops | selection score | mean PCK (5 heads) |", "|---|---|---|---|---|"]
     scored = [r for r in results if {"lspe", "coco_mini@lspe"} <= set(r["metrics"])]
     for r in sorted(scored, key=lambda r: -human_score(r["metrics"])):
-        name = r["variant"] if r["variant"] not in ARMS else f"{r['variant']}_s{r['seed']}"
+        name = r["variant"] if r["variant"] not in TRANSFER_TAGS else f"{r['variant']}_s{r['seed']}"
         mean = np.mean([r["metrics"][d]["pck"] for d in DATASETS])
         lines.append(f"| {name} | {100 * r['metrics']['lspe']['pck']:.1f} | "
                      f"{100 * r['metrics']['coco_mini@lspe']['pck']:.1f} | {100 * human_score(r['metrics']):.1f} | "
@@ -551,21 +558,23 @@ def render_card(cfg: Any, data: dict[str, Any], folder: Path, model_card: Any, c
 
 
 # ----------------------------------------------------------------------------------------------- transfer
-def _subset_json(k: int, out: Path) -> Path:
+def _subset_json(k: int, out: Path, start: int = 0) -> Path:
+    """The train frames start .. k-1 (sorted by file name) as a COCO file in `out`."""
     data = json.loads((TRANSFER / "dlc_reaching_train.json").read_text())
-    images = sorted(data["images"], key=lambda im: im["file_name"])[:k]
+    images = sorted(data["images"], key=lambda im: im["file_name"])[start:k]
     keep = {im["id"] for im in images}
     subset = {**data, "images": images, "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
-    path = out / f"dlc_reaching_train_k{k}.json"
+    path = out / (f"dlc_reaching_train_k{k}.json" if start == 0 else f"dlc_reaching_train_{start}-{k}.json")
     _write_atomic(path, json.dumps(subset))
     return path
 
 
 def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str], out: Path | None = None,
-             ) -> dict[str, Any]:
+             holdout: int = 0) -> dict[str, Any]:
     """One transfer run (configs/mdt_mini/transfer_reaching.yaml) from `base` on the first k frames; scores the new
     head and the prototypes alone on the test frames. `out` (default: the table's run folder) keeps ablations out of
-    the table."""
+    the table. `holdout` > 0 trains on the first k - holdout frames and scores on the next `holdout` train frames
+    instead (choosing a setting without the test frames)."""
     import torch
 
     from posebh_hf.hub import attach_prototype_pack
@@ -574,12 +583,14 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str], 
     from posebh_hf.training.validation import score_predictions, validate
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    out = out or RUNS / "transfer" / f"{tag}_k{k}_s{seed}"
+    out = out or RUNS / ("transfer_holdout" if holdout else "transfer") / f"{tag}_k{k}_s{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    train_json = _subset_json(k, out)
+    train_json = _subset_json(k - holdout, out)
+    scored = [f"data.datasets.0.val={_subset_json(k, out, start=k - holdout)}"] if holdout else []
     cfg = load_train_config(CONFIGS / "transfer_reaching.yaml",
                             [f"seed={seed}", f"output_dir={out}", f"model.init={base}",
-                             f"data.datasets.0.train={train_json}", f"data.datasets.0.images={TRANSFER}", *overrides])
+                             f"data.datasets.0.train={train_json}", f"data.datasets.0.images={TRANSFER}", *scored,
+                             *overrides])
     t0 = time.perf_counter()
     result = Trainer(cfg).train()
     sets = config_val_sets(cfg, Path(cfg.data.cache_dir or out / "data_cache"))
@@ -590,7 +601,8 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str], 
     vset = sets[0]
     pred, conf, gt = predict_head(model, vset, vset.name, 32)
     protos = score_predictions(pred, conf, gt, vset.skeleton, cfg.eval.pck_threshold)
-    data = {"tag": tag, "k": k, "seed": seed, "base": str(base), "head": head.get(vset.name, {}), "prototypes": protos,
+    data = {"tag": tag, "k": k, "seed": seed, "holdout": holdout, "base": str(base), "head": head.get(vset.name, {}),
+            "prototypes": protos,
             "total_s": time.perf_counter() - t0, "machine": machine()}
     _write_atomic(out / "result.json", json.dumps(data, indent=1))
     return data
@@ -598,16 +610,17 @@ def transfer(base: Path, k: int, tag: str, seed: int, overrides: Sequence[str], 
 
 def render_transfer() -> str:
     results = [json.loads(p.read_text()) for p in sorted((RUNS / "transfer").glob("*/result.json"))]
-    lines = ["| k (train frames) | prototypes alone, (d) base | new head, (d) base | new head, (b) base |",
-             "|---|---|---|---|"]
+    lines = ["| k (train frames) | (d): prototypes alone | (d): new head | (d) linear: prototypes alone | "
+             "(d) linear: new head | (b): new head |", "|---|---|---|---|---|---|"]
 
     def cell(k: int, tag: str, part: str) -> str:
         vals = [r[part].get("pck") for r in results if r["k"] == k and r["tag"] == tag]
         return fmt(mean_std(vals)) if vals else "–"
 
     for k in sorted({r["k"] for r in results}):
-        lines.append(f"| {k} | {cell(k, 'posebh', 'prototypes')} | {cell(k, 'posebh', 'head')} | "
-                     f"{cell(k, 'multihead', 'head')} |")
+        cells = [cell(k, "posebh", "prototypes"), cell(k, "posebh", "head"), cell(k, "posebh_linear", "prototypes"),
+                 cell(k, "posebh_linear", "head"), cell(k, "multihead", "head")]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -615,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="fine-tune one arm from the pretrained model and score it")
-    p.add_argument("--arm", choices=ARMS, required=True)
+    p.add_argument("--arm", choices=TRANSFER_TAGS, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*")
     p = sub.add_parser("prototypes", help="val PCK from each dataset's prototype heatmaps alone, beside its head")
@@ -629,10 +642,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("rank", help="every scored run by the default model's selection score (human_score)")
     p = sub.add_parser("transfer", help="one transfer run to dlc_reaching")
     p.add_argument("--base", type=Path, required=True)
-    p.add_argument("--tag", choices=ARMS, required=True, help="which arm the base model comes from")
+    p.add_argument("--tag", choices=TRANSFER_TAGS, required=True, help="which arm the base model comes from")
     p.add_argument("--k", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="run folder (default: the transfer table's)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="train on the first k - N frames, score on the next N train frames (not the test frames)")
     p.add_argument("overrides", nargs="*")
     p = sub.add_parser("soup", help="average a run's checkpoints at --steps into a model folder --out")
     p.add_argument("--run", type=Path, required=True)
@@ -683,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "export-default":
         print(export_default(args.run))
     else:
-        print(json.dumps(transfer(args.base, args.k, args.tag, args.seed, args.overrides, args.out), indent=1))
+        print(json.dumps(transfer(args.base, args.k, args.tag, args.seed, args.overrides, args.out, args.holdout), indent=1))
     return 0
 
 

@@ -9,7 +9,11 @@ with the same decoding (argmax over pixels of max_m |cos(e, p_km)|) and the same
   cross-entropy on the k train frames (|cos| x 20 as logits over the pixels): a linear probe of the embedding, the
   most prototypes of this form can get from it without touching the model.
 
-    python benchmarks/transfer_ceiling.py --model outputs/mdt_mini/finetune/posebh_s0/final [--k 35]
+    python benchmarks/transfer_ceiling.py --model outputs/mdt_mini/finetune/posebh_s0/final [--k 35] [--backbone]
+
+`--backbone` also decodes the same way from the backbone's own feature map (bilinearly upsampled x4 to the
+embedding grid, as the linear embedding head does), as it is and centred per image: what an embedding head that
+kept the backbone's geometry could give (docs/mdt_mini.md section 3).
 
 Embeddings are taken through the expert the transfer routes to (`transfer.source_dataset` of
 configs/mdt_mini/transfer_reaching.yaml, lspe), as an attached pack predicts.
@@ -68,27 +72,25 @@ def class_mean_prototypes(unit: torch.Tensor, keypoints: np.ndarray, stride: np.
 
 def fit_prototypes(unit: torch.Tensor, keypoints: np.ndarray, stride: np.ndarray, num_prototypes: int = 3,
                    seed: int = 0) -> torch.Tensor:
-    """[K, M, D] unit prototypes fitted to a spatial soft-argmax cross-entropy on the frames (see module doc),
-    started from the class means plus noise."""
+    """[K, M, D] unit prototypes fitted to a spatial soft-argmax cross-entropy on the frames (see module doc;
+    `posebh_hf.losses.fit_prototypes`, what `transfer.prototype_init=fit` runs), started from the class means plus
+    noise."""
+    from posebh_hf.losses import fit_prototypes as fit
+
     generator = torch.Generator().manual_seed(seed)
     start = class_mean_prototypes(unit, keypoints, stride).repeat(1, num_prototypes, 1)
-    params = torch.nn.Parameter(start + 0.1 * torch.randn(start.shape, generator=generator))
+    start = start + 0.1 * torch.randn(start.shape, generator=generator)
     pix = keypoint_pixels(keypoints, tuple(unit.shape[-2:]), stride)
     target = torch.as_tensor(pix[..., 1] * unit.shape[-1] + pix[..., 0])  # [N, K] flat pixel index
     seen = torch.as_tensor(keypoints[..., 2] > 0)
-    optimizer = torch.optim.Adam([params], lr=FIT_LR)
-    for _ in range(FIT_STEPS):
-        logits = LOGIT_SCALE * unit_similarity(unit, F.normalize(params, dim=-1)).flatten(2)  # [N, K, HW]
-        loss = F.cross_entropy(logits.permute(0, 2, 1), target, reduction="none")[seen].mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return F.normalize(params.detach(), dim=-1)
+    return fit(unit, target, seen, start, similarity="abs_cosine", steps=FIT_STEPS, lr=FIT_LR,
+               logit_scale=LOGIT_SCALE)
 
 
-def frames(model, json_file: Path, cache: Path):
+def frames(model, json_file: Path, cache: Path, backbone: bool = False):
     """(unit embeddings [N, D, H, W], ground truth [N, K, 3] in crop pixels, validation set) of a COCO file's
-    crops, cut like the transfer run's validation."""
+    crops, cut like the transfer run's validation; `backbone`: the backbone map [N, C, H, W] instead (upsampled
+    x4, not normalised)."""
     from torch.utils.data import DataLoader
 
     from posebh_hf.data.collate import PoseCollator
@@ -102,9 +104,13 @@ def frames(model, json_file: Path, cache: Path):
     loader = DataLoader(vset.view, batch_size=8, collate_fn=PoseCollator(vset.skeleton.num_keypoints))
     with torch.no_grad():
         for batch in loader:
-            out = model(batch["pixel_values"], dataset_index=cfg.transfer.source_dataset,
-                        heads=[cfg.transfer.source_dataset], output_embeddings=True)
-            embeddings.append(F.normalize(out.embeddings.float(), dim=1))
+            if backbone:
+                features = model.backbone_features(batch["pixel_values"], cfg.transfer.source_dataset)
+                embeddings.append(F.interpolate(features.float(), scale_factor=4, mode="bilinear"))
+            else:
+                out = model(batch["pixel_values"], dataset_index=cfg.transfer.source_dataset,
+                            heads=[cfg.transfer.source_dataset], output_embeddings=True)
+                embeddings.append(F.normalize(out.embeddings.float(), dim=1))
             truth.append(batch["keypoints"].numpy())
     return torch.cat(embeddings), np.concatenate(truth), vset
 
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--k", type=int, default=35, help="train frames (the first k, as the transfer runs)")
+    parser.add_argument("--backbone", action="store_true", help="also probe the backbone map (see module doc)")
     args = parser.parse_args(argv)
 
     from posebh_hf.modeling import PoseBHForPoseEstimation
@@ -121,13 +128,28 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     t0 = time.perf_counter()
     model = PoseBHForPoseEstimation.from_pretrained(args.model).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        train_json = _subset_json(args.k, Path(tmp))
-        train_unit, train_gt, _ = frames(model, train_json, Path(tmp) / "train_cache")
-        test_unit, test_gt, test_set = frames(model, TRANSFER / "dlc_reaching_test.json", Path(tmp) / "test_cache")
+    maps = {"embedding map": False, **({"backbone map": True} if args.backbone else {})}
+    print(f"{args.model}: dlc_reaching, k = {args.k} train frames")
+    for label, backbone in maps.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            train_json = _subset_json(args.k, Path(tmp))
+            train_map, train_gt, _ = frames(model, train_json, Path(tmp) / "train_cache", backbone)
+            test_map, test_gt, test_set = frames(model, TRANSFER / "dlc_reaching_test.json", Path(tmp) / "test_cache",
+                                                 backbone)
+        variants = {label: (train_map, test_map)}
+        if backbone:  # the per-image centring of the linear embedding head
+            variants[f"{label}, centred per image"] = tuple(m - m.mean((2, 3), keepdim=True)
+                                                            for m in (train_map, test_map))
+        for name, (train_feat, test_feat) in variants.items():
+            train_unit, test_unit = F.normalize(train_feat, dim=1), F.normalize(test_feat, dim=1)
+            print(f" {name} {tuple(test_unit.shape[1:])}, {len(test_gt)} test frames:")
+            _report(train_unit, train_gt, test_unit, test_gt, test_set, score_predictions)
+    print(f"  {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _report(train_unit, train_gt, test_unit, test_gt, test_set, score_predictions) -> None:
     stride = test_set.stride
-    print(f"{args.model}: dlc_reaching, k = {args.k} train frames, {len(test_gt)} test frames, embedding "
-          f"{tuple(test_unit.shape[1:])}")
     for name, protos in (("class mean (M = 1)", class_mean_prototypes(train_unit, train_gt, stride)),
                          ("fitted (M = 3)", fit_prototypes(train_unit, train_gt, stride))):
         pcks = []
@@ -135,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
             pred = argmax_keypoints(unit_similarity(unit, protos), stride)
             pcks.append(100 * score_predictions(pred, np.ones(pred.shape[:2]), gt, test_set.skeleton, 0.2)["pck"])
         print(f"  prototypes {name:20s} test PCK@0.2 {pcks[1]:5.1f}   (train frames {pcks[0]:5.1f})")
-    print(f"  {time.perf_counter() - t0:.0f} s")
-    return 0
 
 
 if __name__ == "__main__":

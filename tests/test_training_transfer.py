@@ -31,7 +31,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_transfer_learns_new_prototypes_with_a_frozen_embedding_head(base_dir: Path, tmp_path: Path) -> None:
+def _transfer_config(base_dir: Path, tmp_path: Path, *extra: str):
     crops = shared_path("mdt_mini", "crops") / "dlc_openfield"
     out = tmp_path / "transfer"
     overrides = [
@@ -40,13 +40,20 @@ def test_transfer_learns_new_prototypes_with_a_frozen_embedding_head(base_dir: P
         f"data.datasets.0.val={crops / 'dlc_openfield_val.json'}", f"data.cache_dir={tmp_path / 'cache'}",
         "data.augment={input_size: [48, 64], heatmap_size: [12, 16], use_udp: false}",
         "schedule.epochs=2", "schedule.steps_per_epoch=2", "schedule.warmup_steps=1", "eval.max_samples=8",
-        "checkpoint.every_steps=2", "checkpoint.keep=null", "logging.every_steps=1", "logging.trackers=[]",
+        "checkpoint.every_steps=2", "checkpoint.keep=null", "logging.every_steps=1", "logging.trackers=[]", *extra,
     ]
     _reset_accelerate()
-    cfg = load_train_config(REPO / "configs" / "transfer_smoke.yaml", overrides)
+    return load_train_config(REPO / "configs" / "transfer_smoke.yaml", overrides), out
+
+
+def test_transfer_learns_new_prototypes_with_a_frozen_embedding_head(base_dir: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, out = _transfer_config(base_dir, tmp_path)
+    assert cfg.transfer.prototype_init == "class_mean"
     trainer = Trainer(cfg)
     assert trainer.schedule.flags(0).update_prototypes and not trainer.schedule.flags(1).update_prototypes
     result = trainer.train()
+    assert "prototypes warm-started on 2 batch(es) of epoch 0: 4 of 4 rows had pixels" in capsys.readouterr().out
     history = result.history
     assert [h["stage/train_embedding"] for h in history] == [0, 0, 0, 0]
     assert [h["stage/update_prototypes"] for h in history] == [1, 1, 0, 0]
@@ -72,3 +79,38 @@ def test_transfer_learns_new_prototypes_with_a_frozen_embedding_head(base_dir: P
     torch.testing.assert_close(base.keypoint_prototypes.prototypes[rows], pack.prototypes)
     manifest = json.loads((result.pack / "prototype_config.json").read_text())
     assert manifest["learned"]["method"] == "posebh-transfer"
+
+
+def test_fitted_transfer_prototypes_are_kept_and_exported(base_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`transfer.prototype_init=fit`: fitted before the first step, then never moved by the momentum rule; the pack
+    holds exactly them."""
+    cfg, out = _transfer_config(base_dir, tmp_path, "transfer.prototype_init=fit", "transfer.prototype_init_batches=1")
+    result = Trainer(cfg).train()
+    assert "prototypes fitted on 1 batch(es) of epoch 0" in capsys.readouterr().out
+    assert [h["stage/update_prototypes"] for h in result.history] == [0, 0, 0, 0]
+    assert not any("proto/drift" in h for h in result.history)
+    at_0 = load_file(out / "checkpoints" / "step_2" / "model.safetensors")["keypoint_prototypes.prototypes"]
+    final = PoseBHForPoseEstimation.from_pretrained(result.final_model).keypoint_prototypes.prototypes
+    torch.testing.assert_close(final, at_0, rtol=0, atol=0)
+    pack = PrototypePack.load(result.pack)
+    torch.testing.assert_close(pack.prototypes, at_0)
+    assert pack.learned["prototype_init"] == "fit" and "fitted by gradient" in pack.learned["description"]
+
+
+def test_random_transfer_prototypes_start_as_released(base_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, _ = _transfer_config(base_dir, tmp_path, "transfer.prototype_init=random")
+    result = Trainer(cfg).train()
+    printed = capsys.readouterr().out
+    assert "warm-started" not in printed and "fitted" not in printed
+    assert result.history[0]["proto/drift"] > 0  # the momentum rule alone moves them
+
+
+def test_transfer_prototype_init_is_validated() -> None:
+    from posebh_hf.training import ConfigError
+
+    with pytest.raises(ConfigError, match="transfer.prototype_init must be one of"):
+        load_train_config(REPO / "configs" / "transfer_smoke.yaml", ["transfer.prototype_init=kmeans"])
+    with pytest.raises(ConfigError, match="transfer.prototype_init_batches must be >= 1"):
+        load_train_config(REPO / "configs" / "transfer_smoke.yaml", ["transfer.prototype_init_batches=0"])

@@ -13,6 +13,7 @@ from .cluster import cluster_keypoint_map, cluster_loss, cluster_targets
 from .css import PseudoLabels, css_loss, css_pseudo_labels
 from .heatmap import joints_mse, multi_head_loss, prototype_heatmap_loss
 from .layout import keypoint_offsets
+from .prototype_start import class_mean_sums, fit_prototypes, peak_pixels, warm_start_prototypes
 from .prototypes import (
     ASSIGNMENTS,
     CORRECTNESS_SCOPES,
@@ -36,18 +37,22 @@ __all__ = [
     "PixelClustering",
     "PseudoLabels",
     "SampledPixels",
+    "class_mean_sums",
     "cluster_keypoint_map",
     "cluster_loss",
     "cluster_pixels",
     "cluster_targets",
     "css_loss",
     "css_pseudo_labels",
+    "fit_prototypes",
     "joints_mse",
     "keypoint_offsets",
     "multi_head_loss",
+    "peak_pixels",
     "prototype_contrastive_loss",
     "prototype_heatmap_loss",
     "prototype_loss",
     "sample_foreground_pixels",
     "update_prototypes",
+    "warm_start_prototypes",
 ]

@@ -1,8 +1,11 @@
-"""The keypoint embedding head ("KptProtoHead" in the official code, spec §2.4).
+"""The keypoint embedding heads: backbone map [B, C, h, w] -> raw (un-normalised) embedding map [B, D, 4h, 4w].
 
-Backbone map [B, C, h, w] -> raw (un-normalised) embedding map [B, D, 4h, 4w]:
+`EmbeddingHead` ("KptProtoHead" in the official code, spec §2.4; `embedding_head_type="deconv"`):
 deconv upsampler (ReLU) -> residual neck (deconv channels -> E, SiLU) -> conv3x3-BN-SiLU -> conv1x1 to D.
-E = `embedding_channels` (64), D = `embed_dim` (64). L2 normalisation happens in the prototype module.
+E = `embedding_channels` (64), D = `embed_dim` (64).
+
+`LinearEmbeddingHead` (`embedding_head_type="linear"`, ours): a 1x1 conv to D, bilinearly upsampled x4.
+L2 normalisation happens in the prototype module for both.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from torch import nn
 
 from .heads import DeconvUpsampler
 
-__all__ = ["EmbeddingHead", "ResidualNeck"]
+__all__ = ["EmbeddingHead", "LinearEmbeddingHead", "ResidualNeck"]
 
 
 class ResidualNeck(nn.Module):
@@ -56,3 +59,26 @@ class EmbeddingHead(DeconvUpsampler):
         hidden = self.neck(self.upsample(features))
         hidden = self.proj_act(self.proj_batchnorm(self.proj_conv(hidden)))
         return self.out_conv(hidden)
+
+
+class LinearEmbeddingHead(nn.Module):
+    """A 1x1 conv (with bias) from the backbone's C channels to D, then bilinear x4 upsampling.
+
+    Why: prototypes of a skeleton the model never trained on can only be as good as the embedding they are matched
+    in. Measured on `dlc_reaching` (docs/mdt_mini.md section 3), prototypes fitted to the backbone map itself, or to a
+    random linear image of it, find the new keypoints about as well as a new heatmap head, while the deconv head's
+    non-linear map loses most of that. A linear head keeps the backbone's geometry (up to a linear map it learns).
+    The projection commutes with the upsampling, so it runs at backbone resolution (h x w), which is also cheaper.
+    """
+
+    upsample_factor = 4  # the deconv head's two stride-2 layers: embeddings stay on the heatmap grid
+
+    def __init__(self, in_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=1, bias=False)
+        self.upsampling = nn.Upsample(scale_factor=self.upsample_factor, mode="bilinear", align_corners=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] -> raw embeddings [B, D, 4h, 4w]."""
+        projected = self.proj(features)
+        return self.upsampling(projected - projected.mean(dim=(2, 3), keepdim=True))

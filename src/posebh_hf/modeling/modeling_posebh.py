@@ -19,7 +19,7 @@ from transformers import initialization as init
 from ..configuration_posebh import PoseBHConfig
 from ..skeletons import Skeleton
 from .backbone import backbone_feature_map, build_backbone
-from .embedding import EmbeddingHead
+from .embedding import EmbeddingHead, LinearEmbeddingHead
 from .heads import HeatmapHead, SimpleHeatmapHead
 from .outputs import PoseBHOutput
 from .prototypes import KeypointPrototypes, init_unit_prototypes_
@@ -82,13 +82,18 @@ class PoseBHForPoseEstimation(PoseBHPreTrainedModel):
         super().__init__(config)
         self.backbone = build_backbone(config.backbone_config)
         self.heads = nn.ModuleList([self._make_head(k) for k in config.num_keypoints])
-        self.embedding_head = EmbeddingHead(config.backbone_config.hidden_size, config.embedding_deconv_channels,
-                                            config.embedding_channels, config.embed_dim)
+        self.embedding_head = self._make_embedding_head()
         self.keypoint_prototypes = KeypointPrototypes(config.num_prototype_rows, config.num_prototypes,
                                                       config.embed_dim, config.num_cluster_prototypes,
                                                       config.similarity)
         self._skeleton_cache: dict[str, Skeleton] = {}
         self.post_init()
+
+    def _make_embedding_head(self) -> nn.Module:
+        width, config = self.config.backbone_config.hidden_size, self.config
+        if config.embedding_head_type == "linear":
+            return LinearEmbeddingHead(width, config.embed_dim)
+        return EmbeddingHead(width, config.embedding_deconv_channels, config.embedding_channels, config.embed_dim)
 
     def _make_head(self, num_keypoints: int) -> nn.Module:
         width = self.config.backbone_config.hidden_size

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 MODES = ("posebh", "multihead", "transfer")
+PROTOTYPE_INITS = ("class_mean", "fit", "random")
 NEVER = "never"
 
 
@@ -432,11 +433,27 @@ class TransferConfig:
         source_dataset: the expert (merged into the plain backbone) and head (deconvs) to start from.
         export_pack: write the learned prototypes as a prototype pack under ``<output_dir>/prototype_pack``.
         pack_base_model: base-model id recorded in the pack (default: `model.init`).
+        prototype_init: how the new skeleton's prototypes start (docs/deviations.md). "random" (released): the
+            truncated-normal init, then the momentum rule. "class_mean" (ours, default): before the first step
+            every prototype starts at its keypoint's mean unit embedding over the foreground pixels of the first
+            `prototype_init_batches` training batches (through the frozen embedding head), then the momentum rule,
+            so keypoints the random bank never classifies right still learn. "fit": from those class means, the
+            prototypes are fitted by gradient to the same batches (each keypoint's prototype heatmap peaks at its
+            GT pixel, `losses.fit_prototypes`) and then kept: no momentum updates.
+        prototype_init_batches: batches of the first epoch that "class_mean" and "fit" read (>= 1).
     """
 
     source_dataset: str = "coco"
     export_pack: bool = True
     pack_base_model: str | None = None
+    prototype_init: str = "class_mean"
+    prototype_init_batches: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.prototype_init in PROTOTYPE_INITS, "transfer.prototype_init", f"one of {PROTOTYPE_INITS}",
+                 self.prototype_init)
+        _require(self.prototype_init_batches >= 1, "transfer.prototype_init_batches", ">= 1",
+                 self.prototype_init_batches)
 
 
 @dataclass

@@ -75,10 +75,14 @@ def export_pack(trainer: Trainer, folder: Path) -> Path:
                                                                  revision=trainer.cfg.model.revision)
         if trainer.cfg.transfer.source_dataset in base_config.dataset_names:
             source_index = base_config.dataset_names.index(trainer.cfg.transfer.source_dataset)
+    init = trainer.cfg.transfer.prototype_init
+    how = {"random": "learned by momentum updates from a random init",
+           "class_mean": "started at the class means, then learned by momentum updates",
+           "fit": "fitted by gradient to the training frames (then kept)"}[init]
     pack = export_prototype_pack(trainer.unwrapped, name, base_model=base, learned={
         "method": "posebh-transfer",
-        "description": "new-skeleton prototypes learned by momentum updates with the base model's embedding "
-                       "head frozen (spec §8)",
+        "description": f"new-skeleton prototypes {how}, with the base model's embedding head frozen (spec §8)",
+        "prototype_init": init,
         "routing_dataset": trainer.cfg.transfer.source_dataset,
         "steps": trainer.state.step})
     pack = replace(pack, dataset_index=source_index)

@@ -61,7 +61,7 @@ def _target_config(cfg: TrainConfig, skeletons: dict[str, Skeleton], source: Pos
                               "num_cluster_prototypes": clusters if use_protos else 0}
     try:
         if source is not None:
-            keep = {k: getattr(source, k) for k in ("head_type", "head_channels", "scale_factor",
+            keep = {k: getattr(source, k) for k in ("head_type", "head_channels", "scale_factor", "embedding_head_type",
                                                     "embedding_deconv_channels", "embedding_channels", "embed_dim",
                                                     "num_prototypes", "similarity", "prototype_init_std",
                                                     "head_init_std", "initializer_range")}

@@ -9,6 +9,7 @@ are functions of the step, so `--resume` continues exactly where a checkpoint wa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
 from tqdm.auto import tqdm
 
 from ..atomic_files import write_text_atomically
-from ..losses import cluster_keypoint_map
+from ..losses import class_mean_sums, cluster_keypoint_map, fit_prototypes, peak_pixels, warm_start_prototypes
 from ..modeling import PoseBHForPoseEstimation
 from .checkpointing import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -44,7 +46,13 @@ from .distributed import (
 from .final_model import save_final
 from .model_init import build_model
 from .param_groups import build_optimizer
-from .prototype_sync import average_across_processes, build_cluster_bank, make_all_reduce, prototype_stats
+from .prototype_sync import (
+    average_across_processes,
+    broadcast_,
+    build_cluster_bank,
+    make_all_reduce,
+    prototype_stats,
+)
 from .schedule import LRSchedule, StageFlags, StageSchedule, apply_stage
 from .state import TrainingState, find_checkpoint
 from .step import LossContext, PrototypeBankView, StepResult, compute_losses
@@ -156,8 +164,15 @@ class Trainer:
         return step // self.data.steps_per_epoch
 
     # ------------------------------------------------------------------------------------------- stages
+    @property
+    def prototypes_fixed(self) -> bool:
+        """Transfer with fitted prototypes: the fit is the pack, the momentum rule never moves it."""
+        return self.cfg.mode == "transfer" and self.cfg.transfer.prototype_init == "fit"
+
     def _enter_epoch(self, epoch: int) -> None:
         flags = self.schedule.flags(epoch)
+        if self.prototypes_fixed:
+            flags = dataclasses.replace(flags, update_prototypes=False)
         if flags != self.flags:
             counts = apply_stage(self.unwrapped, flags)
             if self.cfg.mode == "transfer":
@@ -192,6 +207,47 @@ class Trainer:
         self.state.cluster_built = True
         self.state.closest_keypoint = [int(v) for v in closest.tolist()]
         self._print(f"built {num} cluster prototypes in {time.perf_counter() - t0:.1f}s")
+
+    @torch.no_grad()
+    def _start_prototypes(self) -> None:
+        """Transfer: start the new bank from the frozen embedding (`transfer.prototype_init` "class_mean" / "fit").
+
+        Reads the first `prototype_init_batches` batches of epoch 0 (the loader is deterministic per epoch, so the
+        loop sees the same batches again) through the model as the first stage runs it (embedding head in eval
+        mode when frozen). Class-mean sums are added over processes; "fit" runs on each process's own batches and
+        the main process's result is broadcast, so every process holds the same bank.
+        """
+        assert self.bank is not None
+        self._enter_epoch(0)
+        rule, wanted = self.cfg.transfer.prototype_init, self.cfg.transfer.prototype_init_batches
+        k = self.ctx.num_keypoints[0]  # transfer trains one skeleton
+        sums, kept, read = None, [], 0
+        for batch in self.data.loader(0):
+            if read >= wanted:
+                break
+            read += 1
+            batch = {key: v.to(self.acc.device, non_blocking=True) for key, v in batch.items()}
+            out = self.model(batch["pixel_values"], dataset_index=batch["dataset_index"], heads=[],
+                             output_embeddings=True)
+            part = class_mean_sums(out.embeddings, batch["target"], batch["dataset_index"], self.ctx.num_keypoints,
+                                   self.cfg.losses.sample_threshold)
+            sums = part if sums is None else sums + part
+            if rule == "fit":
+                kept.append((F.normalize(out.embeddings.float(), dim=1), batch["target"][:, :k].float()))
+        if sums is None:
+            return
+        if self.ctx.all_reduce is not None:
+            sums = self.ctx.all_reduce(sums)
+        bank = warm_start_prototypes(self.bank.prototypes[:self.ctx.num_rows], sums)
+        if rule == "fit":
+            embeddings = torch.cat([e for e, _ in kept])
+            peak_index, visible = peak_pixels(torch.cat([t for _, t in kept]))
+            bank = broadcast_(fit_prototypes(embeddings, peak_index, visible, bank,
+                                             similarity=self.unwrapped.config.similarity).contiguous(), self.world)
+        self.bank.write_rows(bank, self.ctx.num_rows)
+        self._print(f"prototypes {'fitted' if rule == 'fit' else 'warm-started'} on {read} batch(es) "
+                    f"of epoch 0: {int((sums[:, -1] > 0).sum())} of {self.ctx.num_rows} rows had pixels"
+                    + ("; no momentum updates" if rule == "fit" else ""))
 
     # ------------------------------------------------------------------------------------------- one step
     def _agree_finite(self, value: torch.Tensor) -> bool:
@@ -270,6 +326,8 @@ class Trainer:
                     f"{self.schedule.describe(self.cfg.schedule.epochs)}")
         if self.cfg.eval.at_start and self.state.step == 0:
             self._evaluate()
+        if self.state.step == 0 and self.cfg.mode == "transfer" and self.cfg.transfer.prototype_init != "random":
+            self._start_prototypes()
         # an explicit `disable` would override tqdm's TQDM_DISABLE variable, so honour it here
         quiet = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
         bar = tqdm(total=self.total_steps, initial=self.state.step, disable=quiet or not self.is_main, desc="train",
