@@ -247,3 +247,35 @@ def test_fsdp2_smoke_run_checkpoints_resumes_and_matches_ddp(smoke_ddp: Path, tm
     print(f"\nFSDP2 (resumed at step 12) vs DDP, smoke config: max abs parameter/buffer diff {diff:.3g}; "
           f"logged val vs fresh evaluation of final/: DDP {ddp_val:.3g}, FSDP2 {fsdp_val:.3g}; parameter bytes per "
           f"rank {per_rank} of {report['param_bytes_full']}")
+
+
+@pytest.mark.parametrize("init", ["class_mean", "fit"])
+def test_two_process_transfer_starts_the_same_prototypes_on_every_rank(crops: Path, tmp_path: Path,
+                                                                       init: str) -> None:
+    """`transfer.prototype_init`: class-mean sums are added over processes and the fit is broadcast from rank 0, so
+    both ranks hold the same bank (and everything else) at the end. The momentum rule is off (prototypes frozen from
+    epoch 0): its post-step average would hide a start that differs between ranks."""
+    import torch
+
+    from posebh_hf.configuration_posebh import PoseBHConfig
+    from posebh_hf.modeling import PoseBHForPoseEstimation
+
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    PoseBHForPoseEstimation(PoseBHConfig.tiny(dataset_names=["coco", "ap10k"], num_hidden_layers=1,
+                                              image_size=[64, 48], embedding_channels=16, embed_dim=16)
+                            ).save_pretrained(base)
+    out, openfield = tmp_path / "transfer", crops / "dlc_openfield"
+    proc = _launch([f"output_dir={out}", f"model.init={base}", "transfer.source_dataset=ap10k",
+                    f"data.datasets.0.train={openfield / 'dlc_openfield_train.json'}",
+                    f"data.datasets.0.val={openfield / 'dlc_openfield_val.json'}", f"data.cache_dir={tmp_path / 'c'}",
+                    "data.augment={input_size: [48, 64], heatmap_size: [12, 16], use_udp: false}",
+                    "schedule.epochs=2", "schedule.steps_per_epoch=2", "schedule.warmup_steps=1",
+                    "eval.max_samples=8", "logging.param_digest=true", "logging.trackers=[]",
+                    "schedule.prototype_freeze_epoch=0", f"transfer.prototype_init={init}",
+                    "transfer.prototype_init_batches=2"],
+                   "--config", "configs/transfer_smoke.yaml")
+    assert ("prototypes fitted on 2 batch(es)" if init == "fit" else "prototypes warm-started on 2 batch(es)") \
+        in proc.stdout + proc.stderr
+    digests = sorted((out / "param_digest").glob("rank_*.txt"))
+    assert len(digests) == 2 and digests[0].read_text() == digests[1].read_text()
