@@ -359,3 +359,42 @@ def test_default_card_gives_the_flip_test_numbers_when_they_were_measured(tmp_pa
     flip = {"lspe": {"pck": 0.614}, "coco_mini@lspe": {"pck": 0.54}, "coco_mini": {"pck": 0.578}}
     card = finetune.render_card(cfg, {**data, "flip_metrics": flip}, folder, ModelCard, ModelCardData)
     assert "With the flip test" in card and "lspe head 61.4 PCK@0.2" in card and "lspe crops 54.0" in card
+
+
+def test_the_linear_arm_is_the_posebh_config_with_its_overrides(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """`run --arm posebh_linear`: configs/mdt_mini/finetune_posebh.yaml + the linear embedding head (D = 192) and no
+    phm loss; the user's overrides still come last."""
+    import posebh_hf.training as training
+
+    finetune = _load_finetune()
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_trainer(cfg):
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(training, "Trainer", fake_trainer)
+    monkeypatch.setattr(finetune, "RUNS", tmp_path)
+    with pytest.raises(Stop):
+        finetune.run_arm("posebh_linear", 1, ["losses.phm=0.5"])
+    cfg = seen["cfg"]
+    assert cfg.mode == "posebh" and cfg.seed == 1 and cfg.output_dir == str(tmp_path / "posebh_linear_s1")
+    assert dict(cfg.model.config_overrides) == {"embedding_head_type": "linear", "embed_dim": 192}
+    assert cfg.losses.phm == 0.5  # the caller's override wins over the arm's 0.0
+
+
+def test_transfer_table_puts_each_base_in_its_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    finetune = _load_finetune()
+    monkeypatch.setattr(finetune, "RUNS", tmp_path)
+    for tag, head, protos in (("posebh", 0.9, 0.01), ("posebh_linear", 0.8, 0.7), ("multihead", 0.6, 0.0)):
+        folder = tmp_path / "transfer" / f"{tag}_k35_s0"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({"tag": tag, "k": 35, "head": {"pck": head},
+                                                        "prototypes": {"pck": protos}}))
+    lines = finetune.render_transfer().splitlines()
+    assert lines[0].startswith("| k (train frames) | (d): prototypes alone | (d): new head | (d) linear:")
+    assert lines[2] == "| 35 | 1.0 | 90.0 | 70.0 | 80.0 | 60.0 |"
