@@ -122,7 +122,10 @@ class Trainer:
             for name, t in zip(cfg.dataset_names, self.data.transforms, strict=False)}}
         self.num_layers = model.config.backbone_config.num_hidden_layers
         optimizer = build_optimizer(model, cfg.optimizer, self.num_layers)
-        self.schedule = StageSchedule.from_config(cfg.schedule, cfg.mode)
+        # fitted transfer prototypes are the pack: frozen from epoch 0, so no momentum update ever moves them
+        schedule = dataclasses.replace(cfg.schedule, prototype_freeze_epoch=0) if self.prototypes_fixed \
+            else cfg.schedule
+        self.schedule = StageSchedule.from_config(schedule, cfg.mode)
         self.lr = LRSchedule.from_config(cfg.schedule, self.data.steps_per_epoch)
         # every parameter requires grad here, so DDP registers all of them; stages are applied after prepare
         with warnings.catch_warnings():
@@ -171,8 +174,6 @@ class Trainer:
 
     def _enter_epoch(self, epoch: int) -> None:
         flags = self.schedule.flags(epoch)
-        if self.prototypes_fixed:
-            flags = dataclasses.replace(flags, update_prototypes=False)
         if flags != self.flags:
             counts = apply_stage(self.unwrapped, flags)
             if self.cfg.mode == "transfer":
