@@ -22,14 +22,15 @@ from .codecs import DECODE_MODES, HeatmapCodec
 from .ops.similarity import SIMILARITY_MODES
 from .skeletons import Skeleton, SkeletonError, get_skeleton
 
-__all__ = ["BACKBONE_PRESETS", "DEFAULT_DATASETS", "EMBEDDING_HEAD_TYPES", "HEAD_TYPES", "RELEASED_UDP_DATASETS", "SIMILARITIES",
-           "PoseBHConfig", "released_decoding"]
+__all__ = ["BACKBONE_PRESETS", "DEFAULT_DATASETS", "EMBEDDING_HEAD_TYPES", "HEAD_TYPES", "RELEASED_UDP_DATASETS",
+           "SIMILARITIES", "PoseBHConfig", "released_decoding"]
 
 DEFAULT_DATASETS: tuple[str, ...] = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 SIMILARITIES: tuple[str, ...] = SIMILARITY_MODES  # the one list (ops.similarity)
 HEAD_TYPES: tuple[str, ...] = ("classic", "simple")
-# "deconv": the official KptProtoHead (spec 2.4); "linear": a 1x1 conv of the backbone map, upsampled x4 (our option,
-# docs/mdt_mini.md section 3: it keeps the backbone's feature geometry, where prototypes of a new skeleton can be fitted)
+# "deconv": the official KptProtoHead (spec 2.4); "linear": a 1x1 conv of the backbone map, centred per image,
+# upsampled x4 (our option, docs/mdt_mini.md section 3: it keeps the backbone's feature geometry, where prototypes of
+# a new skeleton can be fitted)
 EMBEDDING_HEAD_TYPES: tuple[str, ...] = ("deconv", "linear")
 # How the released ViTPose++ / PoseBH checkpoints were trained and are decoded (spec 5.x, 6.2, 6.4): UDP + DARK for
 # COCO and MPII, the classic affine with the +-0.25 refinement and a 1-px flip shift for every other dataset.
@@ -93,9 +94,9 @@ class PoseBHConfig(PreTrainedConfig):
         head_channels (`int`): deconvolution channels of the classic heads (256).
         scale_factor (`int`): upsampling factor of the simple head (4).
         embedding_head_type (`str`): "deconv" (the official embedding head: 2 deconvs, a residual neck and a conv
-            projection to D) or "linear" (a 1x1 conv of the backbone map to D, bilinearly upsampled x4: prototypes
-            then live in a linear image of the backbone's features; `embedding_deconv_channels` and
-            `embedding_channels` are unused).
+            projection to D) or "linear" (a 1x1 conv of the backbone map to D, centred per image, bilinearly
+            upsampled x4: prototypes then live in a linear image of the backbone's features;
+            `embedding_deconv_channels` and `embedding_channels` are unused).
         embedding_deconv_channels (`int`): deconvolution channels of the embedding head (256).
         embedding_channels (`int`): width of the embedding head's neck and head convs (64).
         embed_dim (`int`): D, the embedding / prototype dimension (64).

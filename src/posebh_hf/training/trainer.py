@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
@@ -234,7 +233,7 @@ class Trainer:
                                    self.cfg.losses.sample_threshold)
             sums = part if sums is None else sums + part
             if rule == "fit":
-                kept.append((F.normalize(out.embeddings.float(), dim=1), batch["target"][:, :k].float()))
+                kept.append((out.embeddings, batch["target"][:, :k]))  # fit_prototypes normalises
         if sums is None:
             return
         if self.ctx.all_reduce is not None:
