@@ -49,7 +49,7 @@ ARMS = ("multihead", "posebh", "merged")
 # section 3 (seventh session); an arm = a config + overrides
 ARM_VARIANTS = {"posebh_linear": ("posebh", ("model.config_overrides={embedding_head_type: linear, embed_dim: 192}",
                                              "losses.phm=0.0"))}
-TRANSFER_TAGS = (*ARMS, *ARM_VARIANTS)
+ALL_ARMS = (*ARMS, *ARM_VARIANTS)  # what `run --arm` and `transfer --tag` take
 LABELS = {START: "pretrained multi-head, 35,600 steps (start of every arm)", "multihead": "(b) multi-head fine-tuning",
           "posebh": "(d) PoseBH (3 stages)", "merged": "(m) dataset merging by keypoint name",
           "posebh_linear": "(d) linear: (d) with the linear embedding head (D = 192), no phm loss"}
@@ -479,7 +479,7 @@ def render_ranking(results: Sequence[dict[str, Any]]) -> str:
     lines = ["| run | lspe | coco head on lspe crops | selection score | mean PCK (5 heads) |", "|---|---|---|---|---|"]
     scored = [r for r in results if {"lspe", "coco_mini@lspe"} <= set(r["metrics"])]
     for r in sorted(scored, key=lambda r: -human_score(r["metrics"])):
-        name = r["variant"] if r["variant"] not in TRANSFER_TAGS else f"{r['variant']}_s{r['seed']}"
+        name = r["variant"] if r["variant"] not in ALL_ARMS else f"{r['variant']}_s{r['seed']}"
         mean = np.mean([r["metrics"][d]["pck"] for d in DATASETS])
         lines.append(f"| {name} | {100 * r['metrics']['lspe']['pck']:.1f} | "
                      f"{100 * r['metrics']['coco_mini@lspe']['pck']:.1f} | {100 * human_score(r['metrics']):.1f} | "
@@ -628,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="fine-tune one arm from the pretrained model and score it")
-    p.add_argument("--arm", choices=TRANSFER_TAGS, required=True)
+    p.add_argument("--arm", choices=ALL_ARMS, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*")
     p = sub.add_parser("prototypes", help="val PCK from each dataset's prototype heatmaps alone, beside its head")
@@ -642,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("rank", help="every scored run by the default model's selection score (human_score)")
     p = sub.add_parser("transfer", help="one transfer run to dlc_reaching")
     p.add_argument("--base", type=Path, required=True)
-    p.add_argument("--tag", choices=TRANSFER_TAGS, required=True, help="which arm the base model comes from")
+    p.add_argument("--tag", choices=ALL_ARMS, required=True, help="which arm the base model comes from")
     p.add_argument("--k", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="run folder (default: the transfer table's)")

@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,9 @@ def fit_prototypes(unit: torch.Tensor, keypoints: np.ndarray, stride: np.ndarray
 
 
 def frames(model, json_file: Path, cache: Path, backbone: bool = False):
-    """(unit embeddings [N, D, H, W], ground truth [N, K, 3] in crop pixels, validation set) of a COCO file's
-    crops, cut like the transfer run's validation; `backbone`: the backbone map [N, C, H, W] instead (upsampled
-    x4, not normalised)."""
+    """({map name: [N, C, H, W]}, ground truth [N, K, 3] in crop pixels, validation set) of a COCO file's crops, cut
+    like the transfer run's validation, in one pass: the embedding map, and with `backbone` the backbone map
+    (upsampled x4) as it is and centred per image (what the linear embedding head does). Not normalised."""
     from torch.utils.data import DataLoader
 
     from posebh_hf.data.collate import PoseCollator
@@ -100,19 +101,19 @@ def frames(model, json_file: Path, cache: Path, backbone: bool = False):
                             [f"data.datasets.0.val={json_file}", f"data.datasets.0.images={TRANSFER}",
                              f"data.cache_dir={cache}"])
     vset = config_val_sets(cfg, cache)[0]
-    embeddings, truth = [], []
+    source = cfg.transfer.source_dataset
+    maps, truth = defaultdict(list), []
     loader = DataLoader(vset.view, batch_size=8, collate_fn=PoseCollator(vset.skeleton.num_keypoints))
     with torch.no_grad():
         for batch in loader:
+            features = model.backbone_features(batch["pixel_values"], source)  # [B, C, h, w]
+            maps["embedding map"].append(model.embedding_head(features).float())
             if backbone:
-                features = model.backbone_features(batch["pixel_values"], cfg.transfer.source_dataset)
-                embeddings.append(F.interpolate(features.float(), scale_factor=4, mode="bilinear"))
-            else:
-                out = model(batch["pixel_values"], dataset_index=cfg.transfer.source_dataset,
-                            heads=[cfg.transfer.source_dataset], output_embeddings=True)
-                embeddings.append(F.normalize(out.embeddings.float(), dim=1))
+                upsampled = F.interpolate(features.float(), scale_factor=4, mode="bilinear")
+                maps["backbone map"].append(upsampled)
+                maps["backbone map, centred per image"].append(upsampled - upsampled.mean((2, 3), keepdim=True))
             truth.append(batch["keypoints"].numpy())
-    return torch.cat(embeddings), np.concatenate(truth), vset
+    return {name: torch.cat(parts) for name, parts in maps.items()}, np.concatenate(truth), vset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,22 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     t0 = time.perf_counter()
     model = PoseBHForPoseEstimation.from_pretrained(args.model).eval()
-    maps = {"embedding map": False, **({"backbone map": True} if args.backbone else {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        train_json = _subset_json(args.k, Path(tmp))
+        train_maps, train_gt, _ = frames(model, train_json, Path(tmp) / "train_cache", args.backbone)
+        test_maps, test_gt, test_set = frames(model, TRANSFER / "dlc_reaching_test.json", Path(tmp) / "test_cache",
+                                              args.backbone)
     print(f"{args.model}: dlc_reaching, k = {args.k} train frames")
-    for label, backbone in maps.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            train_json = _subset_json(args.k, Path(tmp))
-            train_map, train_gt, _ = frames(model, train_json, Path(tmp) / "train_cache", backbone)
-            test_map, test_gt, test_set = frames(model, TRANSFER / "dlc_reaching_test.json", Path(tmp) / "test_cache",
-                                                 backbone)
-        variants = {label: (train_map, test_map)}
-        if backbone:  # the per-image centring of the linear embedding head
-            variants[f"{label}, centred per image"] = tuple(m - m.mean((2, 3), keepdim=True)
-                                                            for m in (train_map, test_map))
-        for name, (train_feat, test_feat) in variants.items():
-            train_unit, test_unit = F.normalize(train_feat, dim=1), F.normalize(test_feat, dim=1)
-            print(f" {name} {tuple(test_unit.shape[1:])}, {len(test_gt)} test frames:")
-            _report(train_unit, train_gt, test_unit, test_gt, test_set, score_predictions)
+    for name in train_maps:
+        train_unit, test_unit = F.normalize(train_maps[name], dim=1), F.normalize(test_maps[name], dim=1)
+        print(f" {name} {tuple(test_unit.shape[1:])}, {len(test_gt)} test frames:")
+        _report(train_unit, train_gt, test_unit, test_gt, test_set, score_predictions)
     print(f"  {time.perf_counter() - t0:.0f} s")
     return 0
 
